@@ -1,0 +1,73 @@
+//! What adapters hand to the audit sink.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PrincipalRecord {
+    pub subject: String,
+    pub issuer: String,
+    pub kind: String,
+    pub groups: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acting_for: Option<String>,
+}
+
+/// A session as first seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub connection: String,
+    pub protocol: String,
+    pub client_addr: String,
+    pub started_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A request and its response, with the decisions taken.
+    HttpExchange,
+    /// A caller that could not be authenticated or authorised.
+    AuthRefused,
+    /// A request refused before any policy ran (e.g. the audit store is down).
+    Rejected,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::HttpExchange => "http.exchange",
+            EventKind::AuthRefused => "auth.refused",
+            EventKind::Rejected => "rejected",
+        }
+    }
+}
+
+/// One event. `detail` is JSON holding the request as the upstream saw it,
+/// the response as the caller saw it (masked), and every policy decision.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub session: SessionInfo,
+    pub at_ms: i64,
+    pub kind: EventKind,
+    pub principal: Option<PrincipalRecord>,
+    /// allow, deny, require_approval, error, refused.
+    pub verdict: String,
+    /// One line for listings: `GET /v1/items -> 200`.
+    pub summary: String,
+    pub detail: serde_json::Value,
+}
+
+/// What the writer task receives.
+#[derive(Debug)]
+pub enum AuditRecord {
+    Event(Box<AuditEvent>),
+    SessionEnd { session_id: String, at_ms: i64 },
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

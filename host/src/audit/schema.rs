@@ -1,0 +1,52 @@
+//! The schema, identical on SQLite and PostgreSQL, applied in order at start.
+//! A migration is never edited once released; add a new one instead.
+
+pub struct Migration {
+    pub version: i64,
+    pub statements: &'static [&'static str],
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS sessions (
+            id TEXT PRIMARY KEY,
+            connection TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            client_addr TEXT NOT NULL,
+            principal_subject TEXT,
+            principal_json TEXT,
+            started_at_ms BIGINT NOT NULL,
+            ended_at_ms BIGINT,
+            event_count BIGINT NOT NULL DEFAULT 0
+        )",
+        "CREATE INDEX IF NOT EXISTS sessions_started ON sessions (started_at_ms)",
+        "CREATE INDEX IF NOT EXISTS sessions_principal ON sessions (principal_subject)",
+        "CREATE TABLE IF NOT EXISTS events (
+            session_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            at_ms BIGINT NOT NULL,
+            kind TEXT NOT NULL,
+            principal_subject TEXT NOT NULL,
+            verdict TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            PRIMARY KEY (session_id, seq)
+        )",
+        "CREATE INDEX IF NOT EXISTS events_at ON events (at_ms)",
+        "CREATE TABLE IF NOT EXISTS api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            groups_json TEXT NOT NULL,
+            connections_json TEXT NOT NULL,
+            secret_hash TEXT NOT NULL,
+            created_at_ms BIGINT NOT NULL,
+            expires_at_ms BIGINT,
+            revoked_at_ms BIGINT
+        )",
+    ],
+}];

@@ -1,0 +1,367 @@
+//! The store behind the audit trail and the API keys: one schema, two
+//! backends, reached through sqlx's `Any` driver so queries are written once.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+
+use super::chain::{self, Chained};
+use super::schema::MIGRATIONS;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("audit store {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("audit store migration {version}: {source}")]
+    Migrate { version: i64, source: sqlx::Error },
+    #[error("audit store: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+#[derive(Clone)]
+pub struct AuditStore {
+    pool: AnyPool,
+}
+
+/// An event ready to insert, with its place in the chain.
+pub struct ChainedEvent {
+    pub session_id: String,
+    pub seq: i64,
+    pub at_ms: i64,
+    pub kind: String,
+    pub principal_subject: String,
+    pub verdict: String,
+    pub summary: String,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A session row for new sessions in a batch.
+pub struct NewSession {
+    pub id: String,
+    pub connection: String,
+    pub protocol: String,
+    pub client_addr: String,
+    pub principal_subject: Option<String>,
+    pub principal_json: Option<String>,
+    pub started_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredSession {
+    pub id: String,
+    pub connection: String,
+    pub protocol: String,
+    pub client_addr: String,
+    pub principal_subject: Option<String>,
+    pub principal: Option<serde_json::Value>,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub event_count: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredEvent {
+    pub session_id: String,
+    pub seq: i64,
+    pub at_ms: i64,
+    pub kind: String,
+    pub principal_subject: String,
+    pub verdict: String,
+    pub summary: String,
+    pub detail: serde_json::Value,
+    #[serde(skip)]
+    pub detail_text: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Filters for session listings; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub principal: Option<String>,
+    pub connection: Option<String>,
+    pub since_ms: Option<i64>,
+    pub limit: i64,
+}
+
+/// The result of checking one session's chain.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ChainReport {
+    pub session_id: String,
+    pub events: i64,
+    /// The first event whose stored hash does not match, if any.
+    pub broken_at: Option<i64>,
+    pub problem: Option<String>,
+}
+
+impl AuditStore {
+    /// Connects and applies migrations. SQLite files are created when missing
+    /// and run in WAL mode.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let url_with_mode = if sqlite && !url.contains('?') && !url.contains(":memory:") {
+            format!("{url}?mode=rwc")
+        } else {
+            url.to_string()
+        };
+        let redacted = redact_url(url);
+        let options = AnyConnectOptions::from_str(&url_with_mode).map_err(|source| StoreError::Connect {
+            url: redacted.clone(),
+            source,
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout=5000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect { url: redacted, source })?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS gatehouse_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)")
+            .execute(&self.pool)
+            .await
+            .map_err(|source| StoreError::Migrate { version: 0, source })?;
+        for m in MIGRATIONS {
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM gatehouse_migrations WHERE version = $1")
+                .bind(m.version)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|source| StoreError::Migrate { version: m.version, source })?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for s in m.statements {
+                sqlx::query(s)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|source| StoreError::Migrate { version: m.version, source })?;
+            }
+            sqlx::query("INSERT INTO gatehouse_migrations (version, applied_at_ms) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
+                .bind(m.version)
+                .bind(super::record::now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| StoreError::Migrate { version: m.version, source })?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Writes one batch in one transaction: new sessions, events, ended sessions.
+    pub async fn write_batch(
+        &self,
+        sessions: &[NewSession],
+        events: &[ChainedEvent],
+        ended: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for s in sessions {
+            sqlx::query(
+                "INSERT INTO sessions (id, connection, protocol, client_addr, principal_subject, principal_json, started_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&s.id)
+            .bind(&s.connection)
+            .bind(&s.protocol)
+            .bind(&s.client_addr)
+            .bind(&s.principal_subject)
+            .bind(&s.principal_json)
+            .bind(s.started_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for e in events {
+            sqlx::query(
+                "INSERT INTO events (session_id, seq, at_ms, kind, principal_subject, verdict, summary, detail, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&e.session_id)
+            .bind(e.seq)
+            .bind(e.at_ms)
+            .bind(&e.kind)
+            .bind(&e.principal_subject)
+            .bind(&e.verdict)
+            .bind(&e.summary)
+            .bind(&e.detail)
+            .bind(&e.prev_hash)
+            .bind(&e.hash)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE sessions SET event_count = event_count + 1,
+                   principal_subject = COALESCE(principal_subject, NULLIF($2, '')) WHERE id = $1",
+            )
+            .bind(&e.session_id)
+            .bind(&e.principal_subject)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (id, at) in ended {
+            sqlx::query("UPDATE sessions SET ended_at_ms = $2 WHERE id = $1")
+                .bind(id)
+                .bind(*at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn sessions(&self, f: &SessionFilter) -> Result<Vec<StoredSession>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, connection, protocol, client_addr, principal_subject, principal_json, started_at_ms, ended_at_ms, event_count
+             FROM sessions
+             WHERE ($1 = '' OR principal_subject = $1) AND ($2 = '' OR connection = $2) AND started_at_ms >= $3
+             ORDER BY started_at_ms DESC, id DESC LIMIT $4",
+        )
+        .bind(f.principal.clone().unwrap_or_default())
+        .bind(f.connection.clone().unwrap_or_default())
+        .bind(f.since_ms.unwrap_or(0))
+        .bind(if f.limit > 0 { f.limit } else { 100 })
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    pub async fn session(&self, id: &str) -> Result<Option<StoredSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, connection, protocol, client_addr, principal_subject, principal_json, started_at_ms, ended_at_ms, event_count
+             FROM sessions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    pub async fn events(&self, session_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT session_id, seq, at_ms, kind, principal_subject, verdict, summary, detail, prev_hash, hash
+             FROM events WHERE session_id = $1 ORDER BY seq",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let detail_text: String = r.try_get("detail")?;
+                Ok(StoredEvent {
+                    session_id: r.try_get("session_id")?,
+                    seq: r.try_get("seq")?,
+                    at_ms: r.try_get("at_ms")?,
+                    kind: r.try_get("kind")?,
+                    principal_subject: r.try_get("principal_subject")?,
+                    verdict: r.try_get("verdict")?,
+                    summary: r.try_get("summary")?,
+                    detail: serde_json::from_str(&detail_text).unwrap_or(serde_json::Value::String(detail_text.clone())),
+                    detail_text,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Recomputes a session's chain from its stored events.
+    pub async fn verify_session(&self, session_id: &str) -> Result<ChainReport, StoreError> {
+        let events = self.events(session_id).await?;
+        let mut prev = chain::GENESIS.to_string();
+        let mut report = ChainReport {
+            session_id: session_id.to_string(),
+            events: events.len() as i64,
+            broken_at: None,
+            problem: None,
+        };
+        for (i, e) in events.iter().enumerate() {
+            let expected_seq = i as i64 + 1;
+            let problem = if e.seq != expected_seq {
+                Some(format!("event {expected_seq} is missing (found {})", e.seq))
+            } else if e.prev_hash != prev {
+                Some(format!("event {} does not follow event {}", e.seq, e.seq - 1))
+            } else {
+                let h = chain::hash(
+                    &prev,
+                    &Chained {
+                        session_id: &e.session_id,
+                        seq: e.seq,
+                        at_ms: e.at_ms,
+                        kind: &e.kind,
+                        principal: &e.principal_subject,
+                        verdict: &e.verdict,
+                        summary: &e.summary,
+                        detail: &e.detail_text,
+                    },
+                );
+                (h != e.hash).then(|| format!("event {} was modified after it was written", e.seq))
+            };
+            if let Some(p) = problem {
+                report.broken_at = Some(e.seq);
+                report.problem = Some(p);
+                break;
+            }
+            prev = e.hash.clone();
+        }
+        Ok(report)
+    }
+
+    /// Every session id, oldest first (for export and verification).
+    pub async fn session_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT id FROM sessions ORDER BY started_at_ms, id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}
+
+fn session_from_row(r: &sqlx::any::AnyRow) -> Result<StoredSession, StoreError> {
+    let principal_json: Option<String> = r.try_get("principal_json")?;
+    Ok(StoredSession {
+        id: r.try_get("id")?,
+        connection: r.try_get("connection")?,
+        protocol: r.try_get("protocol")?,
+        client_addr: r.try_get("client_addr")?,
+        principal_subject: r.try_get("principal_subject")?,
+        principal: principal_json.and_then(|j| serde_json::from_str(&j).ok()),
+        started_at_ms: r.try_get("started_at_ms")?,
+        ended_at_ms: r.try_get("ended_at_ms")?,
+        event_count: r.try_get("event_count")?,
+    })
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:***@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}

@@ -1,0 +1,104 @@
+//! Command-line parsing and dispatch. Each subcommand lives in its own module.
+
+mod audit_cmd;
+mod keys_cmd;
+mod policy_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use gatehouse::config::Config;
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "Identity-aware policy gateway for agents and people")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, short, default_value = "gatehouse.toml")]
+        config: PathBuf,
+    },
+    /// Manage API keys for agents and services.
+    Keys {
+        #[arg(long, short, default_value = "gatehouse.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: keys_cmd::KeysCommand,
+    },
+    /// Read and check the audit trail.
+    Audit {
+        #[arg(long, short, default_value = "gatehouse.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
+    /// Work with policy components.
+    Policy {
+        #[command(subcommand)]
+        command: policy_cmd::PolicyCommand,
+    },
+}
+
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                let _ = tx.send(true);
+            });
+            gatehouse::server::run(config, rx).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { config, command } => keys_cmd::run(&Config::load(&config)?, command).await,
+        Command::Audit { config, command } => audit_cmd::run(&Config::load(&config)?, command).await,
+        Command::Policy { command } => policy_cmd::run(command).await,
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,469 @@
+//! The configuration file: one typed tree, read from TOML and validated at
+//! load so that a bad key is reported with its path before anything starts.
+//!
+//! Secrets never appear inline: a credential names an environment variable or
+//! a file, and is read when the configuration is loaded.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration problem, with the key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid { path: PathBuf, key: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub policies: PoliciesConfig,
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    #[serde(default)]
+    pub masking: MaskingConfig,
+    #[serde(default)]
+    pub connections: Vec<ConnectionConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `sqlite://path/to/file.db` (created when missing) or `postgres://...`.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// What happens to new requests while the store cannot be written.
+    #[serde(default)]
+    pub on_store_failure: StoreFailureMode,
+    /// How many records may wait for the store before new requests are refused.
+    #[serde(default = "default_backlog")]
+    pub max_backlog: usize,
+    /// How many bytes of each body are kept in an audit record.
+    #[serde(default = "default_body_capture")]
+    pub body_capture_bytes: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            database: default_database(),
+            on_store_failure: StoreFailureMode::default(),
+            max_backlog: default_backlog(),
+            body_capture_bytes: default_body_capture(),
+        }
+    }
+}
+
+fn default_database() -> String {
+    "sqlite://gatehouse.db".into()
+}
+fn default_backlog() -> usize {
+    10_000
+}
+fn default_body_capture() -> usize {
+    16 * 1024
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreFailureMode {
+    /// Refuse new requests with a clear error until the store recovers.
+    #[default]
+    Reject,
+    /// Keep serving; records wait in memory (up to `max_backlog`).
+    Continue,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesConfig {
+    /// The watched folder of `.wasm` components (with optional `NAME.json` settings).
+    #[serde(default = "default_policy_dir")]
+    pub dir: PathBuf,
+    /// Where compiled components are cached, keyed by their sha256.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
+    #[serde(default)]
+    pub defaults: PolicyLimits,
+    /// Per-policy overrides, by policy name (the file stem).
+    #[serde(default)]
+    pub overrides: BTreeMap<String, PolicyLimits>,
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_policy_dir(),
+            cache_dir: default_cache_dir(),
+            defaults: PolicyLimits::default(),
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_policy_dir() -> PathBuf {
+    "policies".into()
+}
+fn default_cache_dir() -> PathBuf {
+    ".gatehouse/cache".into()
+}
+
+/// Limits for one policy call. Unset fields fall back to the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyLimits {
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub on_failure: Option<FailureMode>,
+}
+
+/// What a failed policy call (trap, timeout, bad output) counts as.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureMode {
+    #[default]
+    Closed,
+    Open,
+}
+
+/// The resolved limits of one policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveLimits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    pub on_failure: FailureMode,
+}
+
+pub const DEFAULT_TIMEOUT_MS: u64 = 50;
+pub const DEFAULT_MEMORY_MB: u64 = 64;
+/// The engine's ceiling for any one policy's linear memory.
+pub const MAX_MEMORY_MB: u64 = 1024;
+
+impl PoliciesConfig {
+    pub fn limits_for(&self, policy: &str) -> EffectiveLimits {
+        let specific = self.overrides.get(policy);
+        let pick = |f: fn(&PolicyLimits) -> Option<u64>, default: u64| {
+            specific.and_then(f).or_else(|| f(&self.defaults)).unwrap_or(default)
+        };
+        EffectiveLimits {
+            timeout: Duration::from_millis(pick(|l| l.timeout_ms, DEFAULT_TIMEOUT_MS)),
+            memory_bytes: (pick(|l| l.memory_mb, DEFAULT_MEMORY_MB) * 1024 * 1024) as usize,
+            on_failure: specific
+                .and_then(|l| l.on_failure)
+                .or(self.defaults.on_failure)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// Key for `hash` masks, from the environment or a file. Without it a
+    /// random key is made at start, so hashes only correlate within one run.
+    pub hash_key: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolKind {
+    Http,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    pub name: String,
+    pub protocol: ProtocolKind,
+    pub listen: SocketAddr,
+    /// `http://host:port` or `https://host:port`, optionally with a base path.
+    pub upstream: String,
+    /// Policy names (file stems in the policy folder), called in this order.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Groups allowed to use this connection; empty lets any authenticated caller in.
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    /// The credential Gatehouse adds to upstream requests.
+    pub credential: Option<HeaderCredential>,
+    /// Serve TLS to clients.
+    pub tls: Option<TlsConfig>,
+    /// Extra CA certificates (PEM) trusted for an `https` upstream.
+    pub upstream_ca_file: Option<PathBuf>,
+    /// How many request-body bytes policies see.
+    #[serde(default = "default_inspect")]
+    pub inspect_body_bytes: usize,
+    /// Largest JSON body that `json-pointer` masks will hold in memory.
+    #[serde(default = "default_json_mask_limit")]
+    pub json_mask_limit_bytes: usize,
+}
+
+fn default_inspect() -> usize {
+    64 * 1024
+}
+fn default_json_mask_limit() -> usize {
+    8 * 1024 * 1024
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderCredential {
+    /// Header to set, e.g. `authorization`.
+    pub header: String,
+    /// Prefix before the secret, e.g. `Bearer `.
+    #[serde(default)]
+    pub prefix: String,
+    pub secret: SecretRef,
+}
+
+/// Where a secret comes from. Inline values are not accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl SecretRef {
+    /// Reads the secret; the error names the source, never the value.
+    pub fn resolve(&self) -> Result<String, String> {
+        match (&self.env, &self.file) {
+            (Some(var), None) => std::env::var(var)
+                .map_err(|_| format!("environment variable {var} is not set")),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read {}: {e}", file.display())),
+            _ => Err("give exactly one of `env` or `file`".into()),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` is used in messages and
+    /// to resolve relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.make_paths_relative_to(base);
+        config.validate().map_err(|(key, message)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn make_paths_relative_to(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.policies.dir);
+        fix(&mut self.policies.cache_dir);
+        if let Some(rest) = self.audit.database.strip_prefix("sqlite://")
+            && !rest.starts_with('/')
+            && !rest.starts_with(':')
+        {
+            self.audit.database = format!("sqlite://{}", base.join(rest).display());
+        }
+        for c in &mut self.connections {
+            if let Some(tls) = &mut c.tls {
+                fix(&mut tls.cert_file);
+                fix(&mut tls.key_file);
+            }
+            if let Some(ca) = &mut c.upstream_ca_file {
+                fix(ca);
+            }
+            if let Some(cred) = &mut c.credential
+                && let Some(f) = &mut cred.secret.file
+            {
+                fix(f);
+            }
+        }
+        if let Some(key) = &mut self.masking.hash_key
+            && let Some(f) = &mut key.file
+        {
+            fix(f);
+        }
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let db = &self.audit.database;
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(("audit.database".into(), format!("expected sqlite://FILE or postgres://..., got {db:?}")));
+        }
+        if self.audit.max_backlog == 0 {
+            return Err(("audit.max_backlog".into(), "must be at least 1".into()));
+        }
+        let check_limits = |key: &str, l: &PolicyLimits| -> Result<(), (String, String)> {
+            if l.timeout_ms == Some(0) {
+                return Err((format!("{key}.timeout_ms"), "must be at least 1".into()));
+            }
+            if let Some(mb) = l.memory_mb
+                && !(1..=MAX_MEMORY_MB).contains(&mb)
+            {
+                return Err((format!("{key}.memory_mb"), format!("must be between 1 and {MAX_MEMORY_MB}")));
+            }
+            Ok(())
+        };
+        check_limits("policies.defaults", &self.policies.defaults)?;
+        for (name, l) in &self.policies.overrides {
+            check_limits(&format!("policies.overrides.{name}"), l)?;
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut listens = std::collections::HashSet::new();
+        for (i, c) in self.connections.iter().enumerate() {
+            let key = |field: &str| format!("connections[{i}].{field}");
+            if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+                return Err((key("name"), "use letters, digits, '-' and '_'".into()));
+            }
+            if !names.insert(&c.name) {
+                return Err((key("name"), format!("{:?} is used by another connection", c.name)));
+            }
+            if c.listen.port() != 0 && !listens.insert(c.listen) {
+                return Err((key("listen"), format!("{} is used by another connection", c.listen)));
+            }
+            let uri: http::Uri = c
+                .upstream
+                .parse()
+                .map_err(|e| (key("upstream"), format!("not a URL: {e}")))?;
+            match uri.scheme_str() {
+                Some("http") | Some("https") => {}
+                _ => return Err((key("upstream"), "must start with http:// or https://".into())),
+            }
+            if uri.host().is_none() {
+                return Err((key("upstream"), "has no host".into()));
+            }
+            for (j, p) in c.policies.iter().enumerate() {
+                if p.is_empty() || p.contains(['/', '\\', '.']) {
+                    return Err((format!("connections[{i}].policies[{j}]"), "a policy name is a file stem, e.g. \"http-guard\"".into()));
+                }
+            }
+            if let Some(cred) = &c.credential {
+                http::HeaderName::from_bytes(cred.header.as_bytes())
+                    .map_err(|_| (key("credential.header"), format!("{:?} is not a header name", cred.header)))?;
+                cred.secret.resolve().map_err(|m| (key("credential.secret"), m))?;
+            }
+            if let Some(tls) = &c.tls {
+                for (field, p) in [("tls.cert_file", &tls.cert_file), ("tls.key_file", &tls.key_file)] {
+                    if !p.exists() {
+                        return Err((key(field), format!("{} does not exist", p.display())));
+                    }
+                }
+            }
+        }
+        if let Some(k) = &self.masking.hash_key {
+            k.resolve().map_err(|m| ("masking.hash_key".to_string(), m))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/gatehouse/gatehouse.toml"))
+    }
+
+    const MINIMAL: &str = r#"
+        [[connections]]
+        name = "api"
+        protocol = "http"
+        listen = "127.0.0.1:0"
+        upstream = "http://127.0.0.1:9000"
+        policies = ["http-guard"]
+    "#;
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.audit.database, "sqlite:///etc/gatehouse/gatehouse.db");
+        assert_eq!(c.policies.dir, PathBuf::from("/etc/gatehouse/policies"));
+        let limits = c.policies.limits_for("http-guard");
+        assert_eq!(limits.timeout, Duration::from_millis(50));
+        assert_eq!(limits.on_failure, FailureMode::Closed);
+    }
+
+    #[test]
+    fn overrides_win_over_defaults() {
+        let text = format!(
+            "{MINIMAL}\n[policies.defaults]\ntimeout_ms = 20\n[policies.overrides.slow]\ntimeout_ms = 200\non_failure = \"open\"\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.policies.limits_for("slow").timeout, Duration::from_millis(200));
+        assert_eq!(c.policies.limits_for("slow").on_failure, FailureMode::Open);
+        assert_eq!(c.policies.limits_for("other").timeout, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = MINIMAL.replace("http://127.0.0.1:9000", "ftp://x");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("connections[0].upstream"), "{e}");
+
+        let bad = MINIMAL.replace("\"http-guard\"", "\"../evil\"");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("connections[0].policies[0]"), "{e}");
+
+        let e = parse(&format!("{MINIMAL}\n[policies.defaults]\nmemory_mb = 0\n")).unwrap_err().to_string();
+        assert!(e.contains("policies.defaults.memory_mb"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = parse(&format!("{MINIMAL}\nbogus = 1\n")).unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn inline_secrets_are_refused() {
+        let text = format!("{MINIMAL}\n[connections.credential]\nheader = \"authorization\"\nsecret = \"hunter2\"\n");
+        assert!(parse(&text).is_err());
+        let text = format!(
+            "{MINIMAL}\n[connections.credential]\nheader = \"authorization\"\nsecret = {{ env = \"GATEHOUSE_TEST_UNSET_VAR\" }}\n"
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("GATEHOUSE_TEST_UNSET_VAR is not set"), "{e}");
+    }
+}

@@ -1,0 +1,119 @@
+//! Every way a request can fail, mapped in one place to an HTTP response
+//! with a JSON body a client can act on.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::json;
+
+use super::ProxyBody;
+use crate::audit::AuditUnavailable;
+use crate::identity::AuthError;
+use crate::policy::decision::ApprovalRequest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    Unauthenticated(AuthError),
+    #[error("{0}")]
+    Forbidden(AuthError),
+    #[error("denied by policy {policy}: {reason}")]
+    Denied { policy: String, reason: String },
+    #[error("approval required by policy {policy}: {}", approval.reason)]
+    ApprovalRequired { policy: String, approval: ApprovalRequest },
+    #[error("{0}")]
+    AuditUnavailable(AuditUnavailable),
+    #[error("upstream unreachable: {0}")]
+    Upstream(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("response could not be masked: {0}")]
+    MaskFailed(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden(_) | ProxyError::Denied { .. } | ProxyError::ApprovalRequired { .. } => StatusCode::FORBIDDEN,
+            ProxyError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Upstream(_) | ProxyError::MaskFailed(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::Unauthenticated(_) => "unauthenticated",
+            ProxyError::Forbidden(_) => "forbidden",
+            ProxyError::Denied { .. } => "policy_denied",
+            ProxyError::ApprovalRequired { .. } => "approval_required",
+            ProxyError::AuditUnavailable(_) => "audit_unavailable",
+            ProxyError::Upstream(_) => "upstream_unavailable",
+            ProxyError::TooLarge(_) => "too_large",
+            ProxyError::MaskFailed(_) => "mask_failed",
+            ProxyError::BadRequest(_) => "bad_request",
+            ProxyError::Internal(_) => "internal",
+        }
+    }
+
+    /// The verdict label used in the audit record and metrics.
+    pub fn verdict(&self) -> &'static str {
+        match self {
+            ProxyError::Unauthenticated(_) | ProxyError::Forbidden(_) => "refused",
+            ProxyError::Denied { .. } => "deny",
+            ProxyError::ApprovalRequired { .. } => "require_approval",
+            ProxyError::AuditUnavailable(_) => "rejected",
+            _ => "error",
+        }
+    }
+
+    pub fn body_json(&self, request_id: &str) -> serde_json::Value {
+        let mut error = json!({
+            "code": self.code(),
+            "message": self.to_string(),
+            "request_id": request_id,
+        });
+        match self {
+            ProxyError::Denied { policy, reason } => {
+                error["policy"] = json!(policy);
+                error["reason"] = json!(reason);
+            }
+            ProxyError::ApprovalRequired { policy, approval } => {
+                error["policy"] = json!(policy);
+                error["reason"] = json!(approval.reason);
+                error["approver_groups"] = json!(approval.approver_groups);
+                error["note"] = json!("this Gatehouse has no approval workflow enabled yet; the request was not sent");
+            }
+            _ => {}
+        }
+        json!({ "error": error })
+    }
+
+    pub fn into_response(&self, request_id: &str) -> Response<ProxyBody> {
+        let body = serde_json::to_vec(&self.body_json(request_id)).unwrap_or_default();
+        let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync());
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            h.insert("x-gatehouse-request-id", v);
+        }
+        match self {
+            ProxyError::Unauthenticated(_) => {
+                h.insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"gatehouse\""));
+            }
+            ProxyError::AuditUnavailable(_) => {
+                h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}

@@ -1,0 +1,103 @@
+//! `gatehouse serve`: builds every part from the configuration and runs until
+//! the shutdown signal, then drains connections and the audit queue.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use rand::RngCore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::audit::{AuditSink, AuditStore};
+use crate::config::{Config, ProtocolKind};
+use crate::http::{HttpProxy, serve_connection};
+use crate::identity::ApiKeys;
+use crate::mask::MaskCompiler;
+use crate::metrics::Metrics;
+use crate::policy::watcher::PolicyWatcher;
+use crate::policy::{PolicyChain, PolicyEngine, PolicyRegistry};
+
+/// Runs the gateway. Listening addresses are printed on stdout as
+/// `listening <name> <addr>` so a supervisor (or a test) can read ports
+/// chosen by the OS.
+pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let store = AuditStore::connect(&config.audit.database).await?;
+    let (audit, writer) = AuditSink::start(store.clone(), config.audit.on_store_failure, config.audit.max_backlog, metrics.clone());
+    let keys = Arc::new(ApiKeys::new(store.clone()));
+
+    std::fs::create_dir_all(&config.policies.dir)
+        .with_context(|| format!("policies.dir: cannot create {}", config.policies.dir.display()))?;
+    let engine = PolicyEngine::new(&config.policies.cache_dir)?;
+    let registry = PolicyRegistry::new(engine, config.policies.clone(), metrics.clone());
+    let reg = registry.clone();
+    let loaded = tokio::task::spawn_blocking(move || reg.load_all()).await?;
+    for (name, result) in &loaded {
+        tracing::info!(policy = %name, result = ?result, "initial load");
+    }
+    let _watcher = PolicyWatcher::start(registry.clone()).context("cannot watch the policy folder")?;
+    for c in &config.connections {
+        for p in &c.policies {
+            if !registry.snapshot().contains_key(p) {
+                tracing::warn!(connection = %c.name, policy = %p, "policy is not loaded yet; requests on this connection are denied until it is");
+            }
+        }
+    }
+
+    let hash_key = match &config.masking.hash_key {
+        Some(k) => k.resolve().map_err(|e| anyhow::anyhow!("masking.hash_key: {e}"))?.into_bytes(),
+        None => {
+            let mut k = vec![0u8; 32];
+            rand::rng().fill_bytes(&mut k);
+            k
+        }
+    };
+    let masks = Arc::new(MaskCompiler::new(hash_key));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in &config.connections {
+        match c.protocol {
+            ProtocolKind::Http => {
+                let chain = PolicyChain::new(c.policies.clone(), registry.clone(), metrics.clone());
+                let proxy = HttpProxy::new(c, chain, keys.clone(), audit.clone(), masks.clone(), metrics.clone(), config.audit.body_capture_bytes)
+                    .map_err(|e| anyhow::anyhow!("connection {}: {e}", c.name))?;
+                let tls = match &c.tls {
+                    Some(t) => Some(crate::tls::server_config(&t.cert_file, &t.key_file).with_context(|| format!("connection {}", c.name))?),
+                    None => None,
+                };
+                let listener = TcpListener::bind(c.listen).await.with_context(|| format!("connection {}: cannot listen on {}", c.name, c.listen))?;
+                announce(&c.name, listener.local_addr()?);
+                tasks.spawn(serve_connection(listener, Arc::new(proxy), tls, shutdown.clone()));
+            }
+        }
+    }
+    if let Some(a) = &config.admin {
+        let listener = TcpListener::bind(a.listen).await.with_context(|| format!("admin: cannot listen on {}", a.listen))?;
+        announce("admin", listener.local_addr()?);
+        let state = AdminState {
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            audit: audit.clone(),
+        };
+        tasks.spawn(admin::serve(listener, state, shutdown.clone()));
+    }
+    println!("ready");
+
+    let _ = shutdown.changed().await;
+    tracing::info!("shutting down: draining connections");
+    while tasks.join_next().await.is_some() {}
+    audit.flush().await;
+    drop(audit);
+    drop(registry);
+    writer.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn announce(name: &str, addr: std::net::SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening {name} {addr}");
+    let _ = out.flush();
+}

@@ -1,0 +1,327 @@
+//! Settings parsing and validation. Every error names the offending key,
+//! e.g. `deny[1].methods: unknown method "GTE"`.
+
+use gatehouse_sdk::MaskRule;
+use gatehouse_sdk::types::{MaskMethod, PartialKeep};
+use regex::Regex;
+use serde_json::{Map, Value};
+
+/// Methods accepted in `methods` lists (compared case-insensitively).
+pub const KNOWN_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+
+/// The approval timeout when `timeout_secs` is absent.
+pub const DEFAULT_TIMEOUT_SECS: u32 = 300;
+
+/// Compiled settings.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub deny: Vec<DenyRule>,
+    pub approve: Vec<ApproveRule>,
+    pub mask_response: Vec<MaskRule>,
+    pub mask_request: Vec<MaskRule>,
+}
+
+/// What a deny or approve rule matches.
+#[derive(Debug, Default)]
+pub struct Matcher {
+    /// Upper-case; empty matches every method.
+    pub methods: Vec<String>,
+    pub path_prefix: Option<String>,
+    pub path_regex: Option<Regex>,
+    /// The rule is skipped for callers in any of these groups.
+    pub unless_groups: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct DenyRule {
+    pub matcher: Matcher,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct ApproveRule {
+    pub matcher: Matcher,
+    pub approver_groups: Vec<String>,
+    pub timeout_secs: u32,
+    pub grant_secs: u32,
+    pub reason: String,
+}
+
+impl Matcher {
+    /// True if `method` and `path` match (groups are checked by the caller).
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        let method_ok =
+            self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method));
+        let prefix_ok = self
+            .path_prefix
+            .as_deref()
+            .is_none_or(|p| path.starts_with(p));
+        let regex_ok = self.path_regex.as_ref().is_none_or(|r| r.is_match(path));
+        method_ok && prefix_ok && regex_ok
+    }
+
+    /// What a grant covers: the prefix, else the regex, else `*`.
+    pub fn grant_path(&self) -> String {
+        match (&self.path_prefix, &self.path_regex) {
+            (Some(p), _) => p.clone(),
+            (None, Some(r)) => r.as_str().to_owned(),
+            (None, None) => "*".to_owned(),
+        }
+    }
+}
+
+/// Parses and validates the settings JSON (`""` counts as `{}`).
+pub fn parse(json: &str) -> Result<Config, String> {
+    let json = if json.trim().is_empty() { "{}" } else { json };
+    let value: Value =
+        serde_json::from_str(json).map_err(|e| format!("settings are not valid JSON: {e}"))?;
+    let Value::Object(top) = value else {
+        return Err("settings: expected a JSON object".into());
+    };
+    check_keys(
+        "settings",
+        &top,
+        &["deny", "approve", "mask_response", "mask_request"],
+    )?;
+    let mut config = Config::default();
+    for (i, v) in array(&top, "deny", "")?.iter().enumerate() {
+        let path = format!("deny[{i}]");
+        let obj = object(v, &path)?;
+        check_keys(
+            &path,
+            obj,
+            &[
+                "methods",
+                "path_prefix",
+                "path_regex",
+                "unless_groups",
+                "reason",
+            ],
+        )?;
+        config.deny.push(DenyRule {
+            matcher: matcher(obj, &path)?,
+            reason: opt_string(obj, "reason", &path)?
+                .unwrap_or_else(|| format!("denied by http-guard rule {path}")),
+        });
+    }
+    for (i, v) in array(&top, "approve", "")?.iter().enumerate() {
+        let path = format!("approve[{i}]");
+        let obj = object(v, &path)?;
+        check_keys(
+            &path,
+            obj,
+            &[
+                "methods",
+                "path_prefix",
+                "path_regex",
+                "unless_groups",
+                "approver_groups",
+                "timeout_secs",
+                "grant_secs",
+                "reason",
+            ],
+        )?;
+        config.approve.push(ApproveRule {
+            matcher: matcher(obj, &path)?,
+            approver_groups: string_list(obj, "approver_groups", &path)?,
+            timeout_secs: opt_u32(obj, "timeout_secs", &path)?.unwrap_or(DEFAULT_TIMEOUT_SECS),
+            grant_secs: opt_u32(obj, "grant_secs", &path)?.unwrap_or(0),
+            reason: opt_string(obj, "reason", &path)?
+                .unwrap_or_else(|| format!("approval required by http-guard rule {path}")),
+        });
+    }
+    config.mask_response = mask_rules(&top, "mask_response")?;
+    config.mask_request = mask_rules(&top, "mask_request")?;
+    Ok(config)
+}
+
+fn key_path(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+fn check_keys(path: &str, obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!(
+            "{path}: unknown key \"{k}\" (expected one of: {})",
+            allowed.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, String> {
+    v.as_object()
+        .ok_or_else(|| format!("{path}: expected an object"))
+}
+
+/// `obj[key]` as an array; absent or null is empty.
+fn array<'a>(obj: &'a Map<String, Value>, key: &str, parent: &str) -> Result<&'a [Value], String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(format!("{}: expected an array", key_path(parent, key))),
+    }
+}
+
+fn opt_string(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<Option<String>, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{}: expected a string", key_path(parent, key))),
+    }
+}
+
+fn string_list(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<Vec<String>, String> {
+    let path = key_path(parent, key);
+    array(obj, key, parent)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{path}[{i}]: expected a string"))
+        })
+        .collect()
+}
+
+fn opt_u32(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<Option<u32>, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "{}: expected a whole number from 0 to {}",
+                    key_path(parent, key),
+                    u32::MAX
+                )
+            }),
+    }
+}
+
+fn u8_field(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<u8, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or_else(|| {
+                format!(
+                    "{}: expected a whole number from 0 to 255",
+                    key_path(parent, key)
+                )
+            }),
+    }
+}
+
+fn matcher(obj: &Map<String, Value>, path: &str) -> Result<Matcher, String> {
+    let methods_path = key_path(path, "methods");
+    let methods = string_list(obj, "methods", path)?
+        .into_iter()
+        .map(|m| {
+            let upper = m.to_ascii_uppercase();
+            if KNOWN_METHODS.contains(&upper.as_str()) {
+                Ok(upper)
+            } else {
+                Err(format!("{methods_path}: unknown method \"{m}\""))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let path_regex = match opt_string(obj, "path_regex", path)? {
+        None => None,
+        Some(r) => Some(
+            Regex::new(&r)
+                .map_err(|e| format!("{}: invalid regex: {e}", key_path(path, "path_regex")))?,
+        ),
+    };
+    Ok(Matcher {
+        methods,
+        path_prefix: opt_string(obj, "path_prefix", path)?,
+        path_regex,
+        unless_groups: string_list(obj, "unless_groups", path)?,
+    })
+}
+
+const TARGET_KEYS: &[&str] = &["header", "json_pointer", "pattern", "detector"];
+
+fn mask_rules(top: &Map<String, Value>, key: &str) -> Result<Vec<MaskRule>, String> {
+    array(top, key, "")?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| mask_rule(v, &format!("{key}[{i}]")))
+        .collect()
+}
+
+fn mask_rule(v: &Value, path: &str) -> Result<MaskRule, String> {
+    let obj = object(v, path)?;
+    if obj.contains_key("column") {
+        return Err(format!(
+            "{path}.column: column masks apply to SQL results, not HTTP"
+        ));
+    }
+    check_keys(
+        path,
+        obj,
+        &["header", "json_pointer", "pattern", "detector", "method"],
+    )?;
+    let mut targets = TARGET_KEYS.iter().filter(|k| obj.contains_key(**k));
+    let (Some(target), None) = (targets.next(), targets.next()) else {
+        return Err(format!(
+            "{path}: expected exactly one of {}",
+            TARGET_KEYS.join(", ")
+        ));
+    };
+    let value = opt_string(obj, target, path)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("{}: expected a non-empty string", key_path(path, target)))?;
+    let rule = match *target {
+        "header" => MaskRule::header(value),
+        "json_pointer" => {
+            if !value.starts_with('/') {
+                return Err(format!(
+                    "{path}.json_pointer: a JSON pointer starts with \"/\", got \"{value}\""
+                ));
+            }
+            MaskRule::json_pointer(value)
+        }
+        "pattern" => {
+            Regex::new(&value).map_err(|e| format!("{path}.pattern: invalid regex: {e}"))?;
+            MaskRule::pattern(value)
+        }
+        _ => MaskRule::detector(value),
+    };
+    Ok(rule.with_method(mask_method(obj.get("method"), path)?))
+}
+
+fn mask_method(v: Option<&Value>, path: &str) -> Result<MaskMethod, String> {
+    let path = key_path(path, "method");
+    match v {
+        None | Some(Value::Null) => Ok(MaskMethod::Redact),
+        Some(Value::String(s)) if s == "redact" => Ok(MaskMethod::Redact),
+        Some(Value::String(s)) if s == "hash" => Ok(MaskMethod::Hash),
+        Some(Value::String(s)) => Err(format!(
+            "{path}: unknown method \"{s}\" (expected \"redact\", \"hash\" or {{\"partial\": {{\"prefix\": N, \"suffix\": N}}}})"
+        )),
+        Some(Value::Object(o)) => {
+            check_keys(&path, o, &["partial"])?;
+            let partial_path = key_path(&path, "partial");
+            let keep = o
+                .get("partial")
+                .and_then(Value::as_object)
+                .ok_or_else(|| format!("{partial_path}: expected an object"))?;
+            check_keys(&partial_path, keep, &["prefix", "suffix"])?;
+            let prefix = u8_field(keep, "prefix", &partial_path)?;
+            let suffix = u8_field(keep, "suffix", &partial_path)?;
+            Ok(MaskMethod::Partial(PartialKeep { prefix, suffix }))
+        }
+        Some(_) => Err(format!("{path}: expected a string or an object")),
+    }
+}
