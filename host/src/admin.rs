@@ -46,27 +46,51 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch
 
 fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "application/json", json!({"error": "only GET is served here"}).to_string());
+        return reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "application/json",
+            json!({"error": "only GET is served here"}).to_string(),
+        );
     }
     match req.uri().path() {
         "/healthz" => {
             let healthy = state.audit.is_healthy();
-            let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            reply(status, "application/json", json!({"audit_store": if healthy {"ok"} else {"failing"}}).to_string())
+            let status = if healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            reply(
+                status,
+                "application/json",
+                json!({"audit_store": if healthy {"ok"} else {"failing"}}).to_string(),
+            )
         }
         "/v1/policies" => reply(
             StatusCode::OK,
             "application/json",
-            serde_json::to_string(&json!({"policies": state.registry.status()})).unwrap_or_default(),
+            serde_json::to_string(&json!({"policies": state.registry.status()}))
+                .unwrap_or_default(),
         ),
-        "/metrics" => reply(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", state.metrics.encode()),
-        _ => reply(StatusCode::NOT_FOUND, "application/json", json!({"error": "not found"}).to_string()),
+        "/metrics" => reply(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.encode(),
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "application/json",
+            json!({"error": "not found"}).to_string(),
+        ),
     }
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
     r
 }

@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse::config::Config;
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "Identity-aware policy gateway for agents and people")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Identity-aware policy gateway for agents and people"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text", global = true)]
@@ -56,9 +60,13 @@ pub enum Command {
 }
 
 pub fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn,sqlx=warn")
+        });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -78,7 +86,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { config, command } => keys_cmd::run(&Config::load(&config)?, command).await,
-        Command::Audit { config, command } => audit_cmd::run(&Config::load(&config)?, command).await,
+        Command::Audit { config, command } => {
+            audit_cmd::run(&Config::load(&config)?, command).await
+        }
         Command::Policy { command } => policy_cmd::run(command).await,
     }
 }
@@ -87,13 +97,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

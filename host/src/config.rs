@@ -15,11 +15,18 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {key}: {message}")]
-    Invalid { path: PathBuf, key: String, message: String },
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,7 +161,10 @@ impl PoliciesConfig {
     pub fn limits_for(&self, policy: &str) -> EffectiveLimits {
         let specific = self.overrides.get(policy);
         let pick = |f: fn(&PolicyLimits) -> Option<u64>, default: u64| {
-            specific.and_then(f).or_else(|| f(&self.defaults)).unwrap_or(default)
+            specific
+                .and_then(f)
+                .or_else(|| f(&self.defaults))
+                .unwrap_or(default)
         };
         EffectiveLimits {
             timeout: Duration::from_millis(pick(|l| l.timeout_ms, DEFAULT_TIMEOUT_MS)),
@@ -254,8 +264,9 @@ impl SecretRef {
     /// Reads the secret; the error names the source, never the value.
     pub fn resolve(&self) -> Result<String, String> {
         match (&self.env, &self.file) {
-            (Some(var), None) => std::env::var(var)
-                .map_err(|_| format!("environment variable {var} is not set")),
+            (Some(var), None) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))
+            }
             (None, Some(file)) => std::fs::read_to_string(file)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|e| format!("cannot read {}: {e}", file.display())),
@@ -283,11 +294,13 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.make_paths_relative_to(base);
-        config.validate().map_err(|(key, message)| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -328,8 +341,14 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let db = &self.audit.database;
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            return Err(("audit.database".into(), format!("expected sqlite://FILE or postgres://..., got {db:?}")));
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err((
+                "audit.database".into(),
+                format!("expected sqlite://FILE or postgres://..., got {db:?}"),
+            ));
         }
         if self.audit.max_backlog == 0 {
             return Err(("audit.max_backlog".into(), "must be at least 1".into()));
@@ -341,7 +360,10 @@ impl Config {
             if let Some(mb) = l.memory_mb
                 && !(1..=MAX_MEMORY_MB).contains(&mb)
             {
-                return Err((format!("{key}.memory_mb"), format!("must be between 1 and {MAX_MEMORY_MB}")));
+                return Err((
+                    format!("{key}.memory_mb"),
+                    format!("must be between 1 and {MAX_MEMORY_MB}"),
+                ));
             }
             Ok(())
         };
@@ -353,14 +375,25 @@ impl Config {
         let mut listens = std::collections::HashSet::new();
         for (i, c) in self.connections.iter().enumerate() {
             let key = |field: &str| format!("connections[{i}].{field}");
-            if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
                 return Err((key("name"), "use letters, digits, '-' and '_'".into()));
             }
             if !names.insert(&c.name) {
-                return Err((key("name"), format!("{:?} is used by another connection", c.name)));
+                return Err((
+                    key("name"),
+                    format!("{:?} is used by another connection", c.name),
+                ));
             }
             if c.listen.port() != 0 && !listens.insert(c.listen) {
-                return Err((key("listen"), format!("{} is used by another connection", c.listen)));
+                return Err((
+                    key("listen"),
+                    format!("{} is used by another connection", c.listen),
+                ));
             }
             let uri: http::Uri = c
                 .upstream
@@ -368,23 +401,40 @@ impl Config {
                 .map_err(|e| (key("upstream"), format!("not a URL: {e}")))?;
             match uri.scheme_str() {
                 Some("http") | Some("https") => {}
-                _ => return Err((key("upstream"), "must start with http:// or https://".into())),
+                _ => {
+                    return Err((
+                        key("upstream"),
+                        "must start with http:// or https://".into(),
+                    ));
+                }
             }
             if uri.host().is_none() {
                 return Err((key("upstream"), "has no host".into()));
             }
             for (j, p) in c.policies.iter().enumerate() {
                 if p.is_empty() || p.contains(['/', '\\', '.']) {
-                    return Err((format!("connections[{i}].policies[{j}]"), "a policy name is a file stem, e.g. \"http-guard\"".into()));
+                    return Err((
+                        format!("connections[{i}].policies[{j}]"),
+                        "a policy name is a file stem, e.g. \"http-guard\"".into(),
+                    ));
                 }
             }
             if let Some(cred) = &c.credential {
-                http::HeaderName::from_bytes(cred.header.as_bytes())
-                    .map_err(|_| (key("credential.header"), format!("{:?} is not a header name", cred.header)))?;
-                cred.secret.resolve().map_err(|m| (key("credential.secret"), m))?;
+                http::HeaderName::from_bytes(cred.header.as_bytes()).map_err(|_| {
+                    (
+                        key("credential.header"),
+                        format!("{:?} is not a header name", cred.header),
+                    )
+                })?;
+                cred.secret
+                    .resolve()
+                    .map_err(|m| (key("credential.secret"), m))?;
             }
             if let Some(tls) = &c.tls {
-                for (field, p) in [("tls.cert_file", &tls.cert_file), ("tls.key_file", &tls.key_file)] {
+                for (field, p) in [
+                    ("tls.cert_file", &tls.cert_file),
+                    ("tls.key_file", &tls.key_file),
+                ] {
                     if !p.exists() {
                         return Err((key(field), format!("{} does not exist", p.display())));
                     }
@@ -392,7 +442,8 @@ impl Config {
             }
         }
         if let Some(k) = &self.masking.hash_key {
-            k.resolve().map_err(|m| ("masking.hash_key".to_string(), m))?;
+            k.resolve()
+                .map_err(|m| ("masking.hash_key".to_string(), m))?;
         }
         Ok(())
     }
@@ -431,9 +482,15 @@ mod tests {
             "{MINIMAL}\n[policies.defaults]\ntimeout_ms = 20\n[policies.overrides.slow]\ntimeout_ms = 200\non_failure = \"open\"\n"
         );
         let c = parse(&text).unwrap();
-        assert_eq!(c.policies.limits_for("slow").timeout, Duration::from_millis(200));
+        assert_eq!(
+            c.policies.limits_for("slow").timeout,
+            Duration::from_millis(200)
+        );
         assert_eq!(c.policies.limits_for("slow").on_failure, FailureMode::Open);
-        assert_eq!(c.policies.limits_for("other").timeout, Duration::from_millis(20));
+        assert_eq!(
+            c.policies.limits_for("other").timeout,
+            Duration::from_millis(20)
+        );
     }
 
     #[test]
@@ -446,19 +503,25 @@ mod tests {
         let e = parse(&bad).unwrap_err().to_string();
         assert!(e.contains("connections[0].policies[0]"), "{e}");
 
-        let e = parse(&format!("{MINIMAL}\n[policies.defaults]\nmemory_mb = 0\n")).unwrap_err().to_string();
+        let e = parse(&format!("{MINIMAL}\n[policies.defaults]\nmemory_mb = 0\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("policies.defaults.memory_mb"), "{e}");
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let e = parse(&format!("{MINIMAL}\nbogus = 1\n")).unwrap_err().to_string();
+        let e = parse(&format!("{MINIMAL}\nbogus = 1\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bogus"), "{e}");
     }
 
     #[test]
     fn inline_secrets_are_refused() {
-        let text = format!("{MINIMAL}\n[connections.credential]\nheader = \"authorization\"\nsecret = \"hunter2\"\n");
+        let text = format!(
+            "{MINIMAL}\n[connections.credential]\nheader = \"authorization\"\nsecret = \"hunter2\"\n"
+        );
         assert!(parse(&text).is_err());
         let text = format!(
             "{MINIMAL}\n[connections.credential]\nheader = \"authorization\"\nsecret = {{ env = \"GATEHOUSE_TEST_UNSET_VAR\" }}\n"

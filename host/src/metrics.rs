@@ -33,10 +33,14 @@ pub struct ResultLabel {
 
 impl ResultLabel {
     pub fn ok() -> Self {
-        Self { result: "ok".into() }
+        Self {
+            result: "ok".into(),
+        }
     }
     pub fn error() -> Self {
-        Self { result: "error".into() }
+        Self {
+            result: "error".into(),
+        }
     }
 }
 
@@ -75,22 +79,57 @@ impl Metrics {
         let mut registry = Registry::with_prefix("gatehouse");
         let requests = Family::<RequestLabels, Counter>::default();
         let decisions = Family::<DecisionLabels, Counter>::default();
-        let policy_latency = Family::<PolicyLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let policy_latency =
+            Family::<PolicyLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
         let policy_failures = Family::<FailureLabels, Counter>::default();
         let reloads = Family::<ResultLabel, Counter>::default();
         let policies_loaded = Gauge::default();
         let audit_backlog = Gauge::default();
         let audit_write_errors = Counter::default();
         let audit_records_written = Counter::default();
-        registry.register("requests", "Requests handled, by connection and verdict", requests.clone());
-        registry.register("policy_decisions", "Policy decisions, by policy and outcome", decisions.clone());
-        registry.register("policy_latency_seconds", "Time per policy call, instantiation included", policy_latency.clone());
-        registry.register("policy_failures", "Policy calls that trapped, timed out or returned bad output", policy_failures.clone());
+        registry.register(
+            "requests",
+            "Requests handled, by connection and verdict",
+            requests.clone(),
+        );
+        registry.register(
+            "policy_decisions",
+            "Policy decisions, by policy and outcome",
+            decisions.clone(),
+        );
+        registry.register(
+            "policy_latency_seconds",
+            "Time per policy call, instantiation included",
+            policy_latency.clone(),
+        );
+        registry.register(
+            "policy_failures",
+            "Policy calls that trapped, timed out or returned bad output",
+            policy_failures.clone(),
+        );
         registry.register("policy_reloads", "Policy loads, by result", reloads.clone());
-        registry.register("policies_loaded", "Policies currently loaded", policies_loaded.clone());
-        registry.register("audit_backlog", "Audit records waiting to be written", audit_backlog.clone());
-        registry.register("audit_write_errors", "Failed audit store writes", audit_write_errors.clone());
-        registry.register("audit_records_written", "Audit records written", audit_records_written.clone());
+        registry.register(
+            "policies_loaded",
+            "Policies currently loaded",
+            policies_loaded.clone(),
+        );
+        registry.register(
+            "audit_backlog",
+            "Audit records waiting to be written",
+            audit_backlog.clone(),
+        );
+        registry.register(
+            "audit_write_errors",
+            "Failed audit store writes",
+            audit_write_errors.clone(),
+        );
+        registry.register(
+            "audit_records_written",
+            "Audit records written",
+            audit_records_written.clone(),
+        );
         Self {
             registry,
             requests,
@@ -113,7 +152,9 @@ impl Metrics {
             })
             .inc();
         self.policy_latency
-            .get_or_create(&PolicyLabel { policy: policy.to_string() })
+            .get_or_create(&PolicyLabel {
+                policy: policy.to_string(),
+            })
             .observe(elapsed.as_secs_f64());
     }
 

@@ -30,7 +30,10 @@ pub enum PolicyError {
     #[error("policy engine: {0}")]
     Engine(String),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("settings rejected by the policy: {0}")]

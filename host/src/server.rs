@@ -24,11 +24,20 @@ use crate::policy::{PolicyChain, PolicyEngine, PolicyRegistry};
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let store = AuditStore::connect(&config.audit.database).await?;
-    let (audit, writer) = AuditSink::start(store.clone(), config.audit.on_store_failure, config.audit.max_backlog, metrics.clone());
+    let (audit, writer) = AuditSink::start(
+        store.clone(),
+        config.audit.on_store_failure,
+        config.audit.max_backlog,
+        metrics.clone(),
+    );
     let keys = Arc::new(ApiKeys::new(store.clone()));
 
-    std::fs::create_dir_all(&config.policies.dir)
-        .with_context(|| format!("policies.dir: cannot create {}", config.policies.dir.display()))?;
+    std::fs::create_dir_all(&config.policies.dir).with_context(|| {
+        format!(
+            "policies.dir: cannot create {}",
+            config.policies.dir.display()
+        )
+    })?;
     let engine = PolicyEngine::new(&config.policies.cache_dir)?;
     let registry = PolicyRegistry::new(engine, config.policies.clone(), metrics.clone());
     let reg = registry.clone();
@@ -36,7 +45,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
     for (name, result) in &loaded {
         tracing::info!(policy = %name, result = ?result, "initial load");
     }
-    let _watcher = PolicyWatcher::start(registry.clone()).context("cannot watch the policy folder")?;
+    let _watcher =
+        PolicyWatcher::start(registry.clone()).context("cannot watch the policy folder")?;
     for c in &config.connections {
         for p in &c.policies {
             if !registry.snapshot().contains_key(p) {
@@ -46,7 +56,10 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
     }
 
     let hash_key = match &config.masking.hash_key {
-        Some(k) => k.resolve().map_err(|e| anyhow::anyhow!("masking.hash_key: {e}"))?.into_bytes(),
+        Some(k) => k
+            .resolve()
+            .map_err(|e| anyhow::anyhow!("masking.hash_key: {e}"))?
+            .into_bytes(),
         None => {
             let mut k = vec![0u8; 32];
             rand::rng().fill_bytes(&mut k);
@@ -60,20 +73,40 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
         match c.protocol {
             ProtocolKind::Http => {
                 let chain = PolicyChain::new(c.policies.clone(), registry.clone(), metrics.clone());
-                let proxy = HttpProxy::new(c, chain, keys.clone(), audit.clone(), masks.clone(), metrics.clone(), config.audit.body_capture_bytes)
-                    .map_err(|e| anyhow::anyhow!("connection {}: {e}", c.name))?;
+                let proxy = HttpProxy::new(
+                    c,
+                    chain,
+                    keys.clone(),
+                    audit.clone(),
+                    masks.clone(),
+                    metrics.clone(),
+                    config.audit.body_capture_bytes,
+                )
+                .map_err(|e| anyhow::anyhow!("connection {}: {e}", c.name))?;
                 let tls = match &c.tls {
-                    Some(t) => Some(crate::tls::server_config(&t.cert_file, &t.key_file).with_context(|| format!("connection {}", c.name))?),
+                    Some(t) => Some(
+                        crate::tls::server_config(&t.cert_file, &t.key_file)
+                            .with_context(|| format!("connection {}", c.name))?,
+                    ),
                     None => None,
                 };
-                let listener = TcpListener::bind(c.listen).await.with_context(|| format!("connection {}: cannot listen on {}", c.name, c.listen))?;
+                let listener = TcpListener::bind(c.listen).await.with_context(|| {
+                    format!("connection {}: cannot listen on {}", c.name, c.listen)
+                })?;
                 announce(&c.name, listener.local_addr()?);
-                tasks.spawn(serve_connection(listener, Arc::new(proxy), tls, shutdown.clone()));
+                tasks.spawn(serve_connection(
+                    listener,
+                    Arc::new(proxy),
+                    tls,
+                    shutdown.clone(),
+                ));
             }
         }
     }
     if let Some(a) = &config.admin {
-        let listener = TcpListener::bind(a.listen).await.with_context(|| format!("admin: cannot listen on {}", a.listen))?;
+        let listener = TcpListener::bind(a.listen)
+            .await
+            .with_context(|| format!("admin: cannot listen on {}", a.listen))?;
         announce("admin", listener.local_addr()?);
         let state = AdminState {
             registry: registry.clone(),

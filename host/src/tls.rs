@@ -25,14 +25,20 @@ fn file_err(path: &Path, message: impl std::fmt::Display) -> TlsError {
 
 pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = {
-        let mut r = std::io::BufReader::new(std::fs::File::open(cert_file).map_err(|e| file_err(cert_file, e))?);
-        rustls_pemfile::certs(&mut r).collect::<Result<Vec<_>, _>>().map_err(|e| file_err(cert_file, e))?
+        let mut r = std::io::BufReader::new(
+            std::fs::File::open(cert_file).map_err(|e| file_err(cert_file, e))?,
+        );
+        rustls_pemfile::certs(&mut r)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| file_err(cert_file, e))?
     };
     if certs.is_empty() {
         return Err(file_err(cert_file, "no PEM certificate found"));
     }
     let key = {
-        let mut r = std::io::BufReader::new(std::fs::File::open(key_file).map_err(|e| file_err(key_file, e))?);
+        let mut r = std::io::BufReader::new(
+            std::fs::File::open(key_file).map_err(|e| file_err(key_file, e))?,
+        );
         rustls_pemfile::private_key(&mut r)
             .map_err(|e| file_err(key_file, e))?
             .ok_or_else(|| file_err(key_file, "no PEM private key found"))?
@@ -49,13 +55,18 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<ClientConfig, TlsError> 
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {
-        let mut r = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| file_err(path, e))?);
+        let mut r =
+            std::io::BufReader::new(std::fs::File::open(path).map_err(|e| file_err(path, e))?);
         for cert in rustls_pemfile::certs(&mut r) {
-            roots.add(cert.map_err(|e| file_err(path, e))?).map_err(|e| file_err(path, e))?;
+            roots
+                .add(cert.map_err(|e| file_err(path, e))?)
+                .map_err(|e| file_err(path, e))?;
         }
     }
-    Ok(ClientConfig::builder_with_provider(Arc::new(default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    Ok(
+        ClientConfig::builder_with_provider(Arc::new(default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }

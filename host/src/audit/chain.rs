@@ -20,7 +20,17 @@ pub struct Chained<'a> {
 
 pub fn hash(prev: &str, e: &Chained<'_>) -> String {
     let mut h = Sha256::new();
-    for part in [prev, e.session_id, &e.seq.to_string(), &e.at_ms.to_string(), e.kind, e.principal, e.verdict, e.summary, e.detail] {
+    for part in [
+        prev,
+        e.session_id,
+        &e.seq.to_string(),
+        &e.at_ms.to_string(),
+        e.kind,
+        e.principal,
+        e.verdict,
+        e.summary,
+        e.detail,
+    ] {
         // Length-prefixed so no two field lists hash the same bytes.
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());

@@ -111,26 +111,36 @@ impl AuditStore {
             url.to_string()
         };
         let redacted = redact_url(url);
-        let options = AnyConnectOptions::from_str(&url_with_mode).map_err(|source| StoreError::Connect {
-            url: redacted.clone(),
-            source,
-        })?;
+        let options =
+            AnyConnectOptions::from_str(&url_with_mode).map_err(|source| StoreError::Connect {
+                url: redacted.clone(),
+                source,
+            })?;
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
-                        sqlx::query("PRAGMA journal_mode=WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout=5000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous=NORMAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode=WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout=5000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous=NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
             })
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Connect { url: redacted, source })?;
+            .map_err(|source| StoreError::Connect {
+                url: redacted,
+                source,
+            })?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
@@ -142,11 +152,15 @@ impl AuditStore {
             .await
             .map_err(|source| StoreError::Migrate { version: 0, source })?;
         for m in MIGRATIONS {
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM gatehouse_migrations WHERE version = $1")
-                .bind(m.version)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|source| StoreError::Migrate { version: m.version, source })?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM gatehouse_migrations WHERE version = $1")
+                    .bind(m.version)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|source| StoreError::Migrate {
+                        version: m.version,
+                        source,
+                    })?;
             if done.is_some() {
                 continue;
             }
@@ -155,7 +169,10 @@ impl AuditStore {
                 sqlx::query(s)
                     .execute(&mut *tx)
                     .await
-                    .map_err(|source| StoreError::Migrate { version: m.version, source })?;
+                    .map_err(|source| StoreError::Migrate {
+                        version: m.version,
+                        source,
+                    })?;
             }
             sqlx::query("INSERT INTO gatehouse_migrations (version, applied_at_ms) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
                 .bind(m.version)
@@ -278,7 +295,8 @@ impl AuditStore {
                     principal_subject: r.try_get("principal_subject")?,
                     verdict: r.try_get("verdict")?,
                     summary: r.try_get("summary")?,
-                    detail: serde_json::from_str(&detail_text).unwrap_or(serde_json::Value::String(detail_text.clone())),
+                    detail: serde_json::from_str(&detail_text)
+                        .unwrap_or(serde_json::Value::String(detail_text.clone())),
                     detail_text,
                     prev_hash: r.try_get("prev_hash")?,
                     hash: r.try_get("hash")?,
@@ -302,7 +320,11 @@ impl AuditStore {
             let problem = if e.seq != expected_seq {
                 Some(format!("event {expected_seq} is missing (found {})", e.seq))
             } else if e.prev_hash != prev {
-                Some(format!("event {} does not follow event {}", e.seq, e.seq - 1))
+                Some(format!(
+                    "event {} does not follow event {}",
+                    e.seq,
+                    e.seq - 1
+                ))
             } else {
                 let h = chain::hash(
                     &prev,
@@ -331,9 +353,11 @@ impl AuditStore {
 
     /// Every session id, oldest first (for export and verification).
     pub async fn session_ids(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT id FROM sessions ORDER BY started_at_ms, id")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT id FROM sessions ORDER BY started_at_ms, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }
 

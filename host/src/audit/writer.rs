@@ -23,7 +23,9 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Why a new request is not admitted.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AuditUnavailable {
-    #[error("the audit store cannot be written; Gatehouse is not admitting new requests until it recovers")]
+    #[error(
+        "the audit store cannot be written; Gatehouse is not admitting new requests until it recovers"
+    )]
     StoreFailing,
     #[error("the audit backlog is full ({0} records); retry shortly")]
     BacklogFull(usize),
@@ -51,7 +53,12 @@ enum Msg {
 
 impl AuditSink {
     /// Starts the writer task on the current runtime.
-    pub fn start(store: AuditStore, mode: StoreFailureMode, max_backlog: usize, metrics: Arc<Metrics>) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        store: AuditStore,
+        mode: StoreFailureMode,
+        max_backlog: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(true),
@@ -71,7 +78,9 @@ impl AuditSink {
         if backlog >= self.shared.max_backlog {
             return Err(AuditUnavailable::BacklogFull(backlog));
         }
-        if self.shared.mode == StoreFailureMode::Reject && !self.shared.healthy.load(Ordering::Relaxed) {
+        if self.shared.mode == StoreFailureMode::Reject
+            && !self.shared.healthy.load(Ordering::Relaxed)
+        {
             return Err(AuditUnavailable::StoreFailing);
         }
         Ok(())
@@ -168,7 +177,10 @@ async fn run_writer(store: AuditStore, mut rx: mpsc::UnboundedReceiver<Msg>, sha
         }
         let left = shared.backlog.fetch_sub(n, Ordering::Relaxed) - n;
         shared.metrics.audit_backlog.set(left as i64);
-        shared.metrics.audit_records_written.inc_by(events.len() as u64);
+        shared
+            .metrics
+            .audit_records_written
+            .inc_by(events.len() as u64);
         for f in flushes {
             let _ = f.send(());
         }
@@ -176,7 +188,10 @@ async fn run_writer(store: AuditStore, mut rx: mpsc::UnboundedReceiver<Msg>, sha
 }
 
 /// Assigns sequence numbers and chain hashes, and collects new sessions.
-fn prepare(records: Vec<AuditRecord>, heads: &mut HashMap<String, ChainHead>) -> (Vec<NewSession>, Vec<ChainedEvent>, Vec<(String, i64)>) {
+fn prepare(
+    records: Vec<AuditRecord>,
+    heads: &mut HashMap<String, ChainHead>,
+) -> (Vec<NewSession>, Vec<ChainedEvent>, Vec<(String, i64)>) {
     let mut sessions = Vec::new();
     let mut events = Vec::new();
     let mut ended = Vec::new();
@@ -199,7 +214,9 @@ fn prepare(records: Vec<AuditRecord>, heads: &mut HashMap<String, ChainHead>) ->
                         protocol: session.protocol.clone(),
                         client_addr: session.client_addr.clone(),
                         principal_subject: principal.as_ref().map(|p| p.subject.clone()),
-                        principal_json: principal.as_ref().and_then(|p| serde_json::to_string(p).ok()),
+                        principal_json: principal
+                            .as_ref()
+                            .and_then(|p| serde_json::to_string(p).ok()),
                         started_at_ms: session.started_at_ms,
                     });
                     ChainHead {

@@ -43,7 +43,11 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitC
     let store = AuditStore::connect(&config.audit.database).await?;
     let mut out = std::io::stdout().lock();
     match command {
-        AuditCommand::Sessions { principal, connection, limit } => {
+        AuditCommand::Sessions {
+            principal,
+            connection,
+            limit,
+        } => {
             let filter = SessionFilter {
                 principal,
                 connection,
@@ -67,13 +71,35 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitC
             let Some(s) = store.session(&session).await? else {
                 anyhow::bail!("no session {session}");
             };
-            writeln!(out, "session {} on {} ({}) from {}", s.id, s.connection, s.protocol, s.client_addr)?;
-            writeln!(out, "principal {}", s.principal.map(|p| p.to_string()).unwrap_or_else(|| "-".into()))?;
+            writeln!(
+                out,
+                "session {} on {} ({}) from {}",
+                s.id, s.connection, s.protocol, s.client_addr
+            )?;
+            writeln!(
+                out,
+                "principal {}",
+                s.principal
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into())
+            )?;
             for e in store.events(&session).await? {
-                writeln!(out, "#{} {} [{}] {} {}", e.seq, fmt_ms(e.at_ms), e.verdict, e.kind, e.summary)?;
+                writeln!(
+                    out,
+                    "#{} {} [{}] {} {}",
+                    e.seq,
+                    fmt_ms(e.at_ms),
+                    e.verdict,
+                    e.kind,
+                    e.summary
+                )?;
                 if let Some(decisions) = e.detail.get("decisions") {
                     for phase in ["request", "response"] {
-                        let Some(list) = decisions.get(phase).and_then(|d| d.get("decisions")).and_then(|d| d.as_array()) else {
+                        let Some(list) = decisions
+                            .get(phase)
+                            .and_then(|d| d.get("decisions"))
+                            .and_then(|d| d.as_array())
+                        else {
                             continue;
                         };
                         for d in list {
@@ -83,25 +109,42 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitC
                                 d["policy"].as_str().unwrap_or("?"),
                                 d["version"].as_str().unwrap_or(""),
                                 d["outcome"].as_str().unwrap_or("?"),
-                                d.get("reason").and_then(|r| r.as_str()).map(|r| format!(" ({r})")).unwrap_or_default()
+                                d.get("reason")
+                                    .and_then(|r| r.as_str())
+                                    .map(|r| format!(" ({r})"))
+                                    .unwrap_or_default()
                             )?;
                         }
                     }
                 }
-                if let Some(body) = e.detail.pointer("/response/body/body").and_then(|b| b.as_str()).filter(|b| !b.is_empty()) {
+                if let Some(body) = e
+                    .detail
+                    .pointer("/response/body/body")
+                    .and_then(|b| b.as_str())
+                    .filter(|b| !b.is_empty())
+                {
                     let shown: String = body.chars().take(400).collect();
                     writeln!(out, "    response: {shown}")?;
                 }
             }
         }
-        AuditCommand::Export { format: ExportFormat::Jsonl, session } => {
+        AuditCommand::Export {
+            format: ExportFormat::Jsonl,
+            session,
+        } => {
             let ids = match session {
                 Some(s) => vec![s],
                 None => store.session_ids().await?,
             };
             for id in ids {
-                let Some(s) = store.session(&id).await? else { continue };
-                writeln!(out, "{}", serde_json::json!({"type": "session", "session": s}))?;
+                let Some(s) = store.session(&id).await? else {
+                    continue;
+                };
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"type": "session", "session": s})
+                )?;
                 for e in store.events(&id).await? {
                     writeln!(out, "{}", serde_json::json!({"type": "event", "event": e}))?;
                 }
@@ -122,7 +165,11 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitC
                     writeln!(out, "BROKEN {id}: {p}")?;
                 }
             }
-            writeln!(out, "{} sessions, {events} events checked, {broken} broken", ids.len())?;
+            writeln!(
+                out,
+                "{} sessions, {events} events checked, {broken} broken",
+                ids.len()
+            )?;
             if broken > 0 {
                 return Ok(ExitCode::FAILURE);
             }
@@ -135,7 +182,13 @@ fn fmt_ms(ms: i64) -> String {
     let secs = ms / 1000;
     let (d, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, day) = civil_from_days(d);
-    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms.rem_euclid(1000))
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).

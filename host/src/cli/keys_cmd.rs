@@ -61,7 +61,10 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitCo
                     expires_at_ms,
                 })
                 .await?;
-            eprintln!("created key {} ({}); store it now, it is not shown again:", info.id, info.name);
+            eprintln!(
+                "created key {} ({}); store it now, it is not shown again:",
+                info.id, info.name
+            );
             println!("{secret}");
         }
         KeysCommand::List => {
@@ -79,7 +82,9 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitCo
 
 fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().map_err(|_| anyhow::anyhow!("--expires-in: expected e.g. 30d, 12h, 90m, got {s:?}"))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--expires-in: expected e.g. 30d, 12h, 90m, got {s:?}"))?;
     let unit_ms = match unit {
         "d" => 86_400_000,
         "h" => 3_600_000,

@@ -23,14 +23,19 @@ pub enum PolicyCommand {
 pub async fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     match command {
         PolicyCommand::Check { file, settings } => {
-            let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let bytes =
+                std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let settings_path = settings.unwrap_or_else(|| file.with_extension("json"));
             let settings = match std::fs::read_to_string(&settings_path) {
                 Ok(s) => s,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => "{}".into(),
                 Err(e) => anyhow::bail!("{}: {e}", settings_path.display()),
             };
-            let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or("policy").to_string();
+            let name = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("policy")
+                .to_string();
             let cache = std::env::temp_dir().join("gatehouse-policy-check");
             let limits = PoliciesConfig::default().limits_for(&name);
             let result = tokio::task::spawn_blocking(move || {

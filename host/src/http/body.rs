@@ -35,7 +35,10 @@ where
     let mut chunks = Vec::new();
     let mut read = 0;
     if body.is_end_stream() {
-        return Ok(Prefix { chunks, complete: true });
+        return Ok(Prefix {
+            chunks,
+            complete: true,
+        });
     }
     while read < limit {
         match body.frame().await {
@@ -46,13 +49,24 @@ where
                 }
             }
             Some(Err(e)) => return Err(e.into()),
-            None => return Ok(Prefix { chunks, complete: true }),
+            None => {
+                return Ok(Prefix {
+                    chunks,
+                    complete: true,
+                });
+            }
         }
         if body.is_end_stream() {
-            return Ok(Prefix { chunks, complete: true });
+            return Ok(Prefix {
+                chunks,
+                complete: true,
+            });
         }
     }
-    Ok(Prefix { chunks, complete: false })
+    Ok(Prefix {
+        chunks,
+        complete: false,
+    })
 }
 
 /// What the caller was sent, for the audit record.
@@ -68,7 +82,10 @@ pub struct Capture {
 
 impl Capture {
     pub fn new(limit: usize) -> Self {
-        Self { limit, ..Default::default() }
+        Self {
+            limit,
+            ..Default::default()
+        }
     }
 
     pub fn add(&mut self, data: &[u8]) {
@@ -119,7 +136,8 @@ where
                         Err(other) => other,
                     };
                     if tx.send(Ok(frame)).await.is_err() {
-                        capture.error = Some("the client went away before the response ended".into());
+                        capture.error =
+                            Some("the client went away before the response ended".into());
                         break;
                     }
                 }
@@ -149,24 +167,39 @@ where
         capture.masked = masker.as_ref().map(|m| m.masked).unwrap_or(0);
         done(capture);
     });
-    let frames = Box::pin(stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) }));
+    let frames = Box::pin(stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|f| (f, rx))
+    }));
     StreamBody::new(frames).boxed_unsync()
 }
 
 /// A request body for the upstream: the prefix already read, then the rest,
 /// through the masker when the request has text masks.
-pub fn request_body<B>(prefix: Prefix, rest: B, matcher: Option<(Arc<TextMatcher>, Arc<[u8]>)>) -> ProxyBody
+pub fn request_body<B>(
+    prefix: Prefix,
+    rest: B,
+    matcher: Option<(Arc<TextMatcher>, Arc<[u8]>)>,
+) -> ProxyBody
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    let head = stream::iter(prefix.chunks.into_iter().map(|c| Ok::<_, BoxError>(Frame::data(c))));
+    let head = stream::iter(
+        prefix
+            .chunks
+            .into_iter()
+            .map(|c| Ok::<_, BoxError>(Frame::data(c))),
+    );
     let tail: ProxyBody = if prefix.complete {
-        http_body_util::Empty::new().map_err(|e| match e {}).boxed_unsync()
+        http_body_util::Empty::new()
+            .map_err(|e| match e {})
+            .boxed_unsync()
     } else {
         rest.map_err(Into::into).boxed_unsync()
     };
-    let tail = Box::pin(stream::unfold(tail, |mut b| async move { b.frame().await.map(|f| (f, b)) }));
+    let tail = Box::pin(stream::unfold(tail, |mut b| async move {
+        b.frame().await.map(|f| (f, b))
+    }));
     let joined = StreamBody::new(futures_util::StreamExt::chain(head, tail));
     match matcher {
         None => joined.boxed_unsync(),

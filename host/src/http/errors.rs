@@ -20,7 +20,10 @@ pub enum ProxyError {
     #[error("denied by policy {policy}: {reason}")]
     Denied { policy: String, reason: String },
     #[error("approval required by policy {policy}: {}", approval.reason)]
-    ApprovalRequired { policy: String, approval: ApprovalRequest },
+    ApprovalRequired {
+        policy: String,
+        approval: ApprovalRequest,
+    },
     #[error("{0}")]
     AuditUnavailable(AuditUnavailable),
     #[error("upstream unreachable: {0}")]
@@ -39,7 +42,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ProxyError::Forbidden(_) | ProxyError::Denied { .. } | ProxyError::ApprovalRequired { .. } => StatusCode::FORBIDDEN,
+            ProxyError::Forbidden(_)
+            | ProxyError::Denied { .. }
+            | ProxyError::ApprovalRequired { .. } => StatusCode::FORBIDDEN,
             ProxyError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream(_) | ProxyError::MaskFailed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -89,7 +94,9 @@ impl ProxyError {
                 error["policy"] = json!(policy);
                 error["reason"] = json!(approval.reason);
                 error["approver_groups"] = json!(approval.approver_groups);
-                error["note"] = json!("this Gatehouse has no approval workflow enabled yet; the request was not sent");
+                error["note"] = json!(
+                    "this Gatehouse has no approval workflow enabled yet; the request was not sent"
+                );
             }
             _ => {}
         }
@@ -98,16 +105,26 @@ impl ProxyError {
 
     pub fn into_response(&self, request_id: &str) -> Response<ProxyBody> {
         let body = serde_json::to_vec(&self.body_json(request_id)).unwrap_or_default();
-        let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync());
+        let mut resp = Response::new(
+            Full::new(Bytes::from(body))
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        );
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert("x-gatehouse-request-id", v);
         }
         match self {
             ProxyError::Unauthenticated(_) => {
-                h.insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"gatehouse\""));
+                h.insert(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"gatehouse\""),
+                );
             }
             ProxyError::AuditUnavailable(_) => {
                 h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -6,9 +6,20 @@ use crate::identity::{Principal, PrincipalKind};
 use crate::policy::bindings::{http as wit_http, types as wit};
 
 /// Headers whose values never reach a policy or the audit trail.
-pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "x-gatehouse-key", "cookie", "set-cookie"];
+pub const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "x-gatehouse-key",
+    "cookie",
+    "set-cookie",
+];
 
-pub fn context(principal: &Principal, session: &SessionMeta, labels: &[(String, String)], request_id: &str) -> wit::Context {
+pub fn context(
+    principal: &Principal,
+    session: &SessionMeta,
+    labels: &[(String, String)],
+    request_id: &str,
+) -> wit::Context {
     wit::Context {
         principal: wit::Principal {
             subject: principal.subject.clone(),
@@ -48,12 +59,27 @@ pub struct SessionMeta {
 pub fn visible_headers(headers: &HeaderMap, extra_hidden: &str) -> Vec<(String, String)> {
     headers
         .iter()
-        .filter(|(n, _)| !CREDENTIAL_HEADERS.contains(&n.as_str()) && !n.as_str().eq_ignore_ascii_case(extra_hidden))
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .filter(|(n, _)| {
+            !CREDENTIAL_HEADERS.contains(&n.as_str())
+                && !n.as_str().eq_ignore_ascii_case(extra_hidden)
+        })
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
-pub fn request(parts: &http::request::Parts, scheme: &str, authority: &str, body: &[u8], body_complete: bool, hidden: &str) -> wit_http::HttpRequest {
+pub fn request(
+    parts: &http::request::Parts,
+    scheme: &str,
+    authority: &str,
+    body: &[u8],
+    body_complete: bool,
+    hidden: &str,
+) -> wit_http::HttpRequest {
     wit_http::HttpRequest {
         method: parts.method.as_str().to_string(),
         scheme: scheme.to_string(),

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use super::event::SessionMeta;
 use super::HttpProxy;
+use super::event::SessionMeta;
 
 /// Serves `listener` until `shutdown` flips to true; then stops accepting and
 /// lets open connections finish their current requests.
@@ -54,7 +54,9 @@ pub async fn serve_connection(
             async move {
                 match acceptor {
                     Some(acceptor) => match acceptor.accept(stream).await {
-                        Ok(tls) => serve_one(TokioIo::new(tls), proxy, session, peer, shutdown).await,
+                        Ok(tls) => {
+                            serve_one(TokioIo::new(tls), proxy, session, peer, shutdown).await
+                        }
                         Err(e) => tracing::info!(error = %e, "TLS handshake failed"),
                     },
                     None => serve_one(TokioIo::new(stream), proxy, session, peer, shutdown).await,
@@ -68,8 +70,13 @@ pub async fn serve_connection(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn serve_one<I>(io: TokioIo<I>, proxy: Arc<HttpProxy>, session: Arc<SessionMeta>, _peer: SocketAddr, mut shutdown: watch::Receiver<bool>)
-where
+async fn serve_one<I>(
+    io: TokioIo<I>,
+    proxy: Arc<HttpProxy>,
+    session: Arc<SessionMeta>,
+    _peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc_proxy = proxy.clone();

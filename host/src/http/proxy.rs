@@ -11,18 +11,18 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tracing::Instrument;
 
+use super::ProxyBody;
 use super::body::{self, Capture};
 use super::errors::ProxyError;
 use super::event::{self, SessionMeta};
 use super::upstream::{Upstream, strip_hop_by_hop};
-use super::ProxyBody;
 use crate::audit::{AuditEvent, AuditSink, EventKind, SessionInfo};
 use crate::config::ConnectionConfig;
 use crate::identity::{ApiKeys, AuthError, Principal};
 use crate::mask::{CompiledMasks, MaskCompiler, MaskRule};
 use crate::metrics::Metrics;
-use crate::policy::chain::{ChainOutcome, Verdict};
 use crate::policy::PolicyChain;
+use crate::policy::chain::{ChainOutcome, Verdict};
 
 pub struct HttpProxy {
     pub name: String,
@@ -69,7 +69,11 @@ impl HttpProxy {
     ) -> Result<Self, String> {
         Ok(Self {
             name: c.name.clone(),
-            labels: c.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            labels: c
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             allowed_groups: c.allowed_groups.clone(),
             upstream: Upstream::new(c)?,
             chain,
@@ -83,7 +87,11 @@ impl HttpProxy {
         })
     }
 
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, session: Arc<SessionMeta>) -> Response<ProxyBody> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        session: Arc<SessionMeta>,
+    ) -> Response<ProxyBody> {
         let request_id = uuid::Uuid::now_v7().to_string();
         let span = tracing::info_span!("request", id = %request_id, method = %req.method(), path = %req.uri().path(), principal = tracing::field::Empty);
         async move {
@@ -94,7 +102,11 @@ impl HttpProxy {
                 principal: None,
                 presented: None,
                 method: req.method().to_string(),
-                target: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                target: req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
                 request_headers: vec![],
                 request_body: None,
                 request_decision: None,
@@ -111,13 +123,22 @@ impl HttpProxy {
                     ex.status = Some(resp.status().as_u16());
                     let verdict = err.verdict();
                     let kind = match err {
-                        ProxyError::Unauthenticated(_) | ProxyError::Forbidden(_) => EventKind::AuthRefused,
+                        ProxyError::Unauthenticated(_) | ProxyError::Forbidden(_) => {
+                            EventKind::AuthRefused
+                        }
                         ProxyError::AuditUnavailable(_) => EventKind::Rejected,
                         _ => EventKind::HttpExchange,
                     };
                     let mut body = Capture::new(self.capture_limit);
-                    body.add(&serde_json::to_vec(&err.body_json(&ex.request_id)).unwrap_or_default());
-                    let backlog_full = matches!(err, ProxyError::AuditUnavailable(crate::audit::AuditUnavailable::BacklogFull(_)));
+                    body.add(
+                        &serde_json::to_vec(&err.body_json(&ex.request_id)).unwrap_or_default(),
+                    );
+                    let backlog_full = matches!(
+                        err,
+                        ProxyError::AuditUnavailable(crate::audit::AuditUnavailable::BacklogFull(
+                            _
+                        ))
+                    );
                     if !backlog_full {
                         self.record(&session, ex, kind, verdict, Some(body), Some(&err));
                     }
@@ -130,10 +151,20 @@ impl HttpProxy {
         .await
     }
 
-    async fn exchange(self: &Arc<Self>, req: Request<Incoming>, session: &Arc<SessionMeta>, ex: &mut Exchange) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn exchange(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        session: &Arc<SessionMeta>,
+        ex: &mut Exchange,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         self.audit.admit().map_err(ProxyError::AuditUnavailable)?;
         let (mut parts, mut incoming) = req.into_parts();
-        let cred_header = self.upstream.credential.as_ref().map(|c| c.header.as_str().to_string()).unwrap_or_default();
+        let cred_header = self
+            .upstream
+            .credential
+            .as_ref()
+            .map(|c| c.header.as_str().to_string())
+            .unwrap_or_default();
         ex.request_headers = event::visible_headers(&parts.headers, &cred_header);
 
         let principal = self.authenticate(&parts.headers, ex).await?;
@@ -154,11 +185,12 @@ impl HttpProxy {
         let ctx = Arc::new(ctx);
 
         // Request phase.
-        let outcome = self.run_chain({
-            let (ctx, r) = (ctx.clone(), wit_req.clone());
-            move |p| p.http_on_request(&ctx, &r)
-        })
-        .await?;
+        let outcome = self
+            .run_chain({
+                let (ctx, r) = (ctx.clone(), wit_req.clone());
+                move |p| p.http_on_request(&ctx, &r)
+            })
+            .await?;
         let request_masks = outcome.masks.clone();
         let verdict = outcome.verdict.clone();
         ex.request_decision = Some(outcome);
@@ -173,11 +205,19 @@ impl HttpProxy {
 
         for (name, value) in parts.headers.iter_mut() {
             if let Some(masked) = req_compiled.header_value(name.as_str(), value.as_bytes()) {
-                *value = HeaderValue::from_bytes(&masked).unwrap_or(HeaderValue::from_static("[MASKED]"));
+                *value = HeaderValue::from_bytes(&masked)
+                    .unwrap_or(HeaderValue::from_static("[MASKED]"));
             }
         }
         let upstream_body = if req_compiled.json_pointers.is_empty() {
-            body::request_body(prefix, incoming, req_compiled.text.clone().map(|t| (t, req_compiled.hash_key.clone())))
+            body::request_body(
+                prefix,
+                incoming,
+                req_compiled
+                    .text
+                    .clone()
+                    .map(|t| (t, req_compiled.hash_key.clone())),
+            )
         } else {
             if !prefix.complete {
                 return Err(ProxyError::TooLarge(format!(
@@ -185,11 +225,18 @@ impl HttpProxy {
                     self.inspect_limit
                 )));
             }
-            let masked = mask_json(&prefix_bytes, &req_compiled).map_err(|e| ProxyError::BadRequest(e))?;
-            Full::new(Bytes::from(masked)).map_err(|e| match e {}).boxed_unsync()
+            let masked =
+                mask_json(&prefix_bytes, &req_compiled).map_err(|e| ProxyError::BadRequest(e))?;
+            Full::new(Bytes::from(masked))
+                .map_err(|e| match e {})
+                .boxed_unsync()
         };
-        parts.uri = self.upstream.uri_for(&parts.uri).map_err(ProxyError::BadRequest)?;
-        self.upstream.prepare_headers(&mut parts.headers, &session.client_addr);
+        parts.uri = self
+            .upstream
+            .uri_for(&parts.uri)
+            .map_err(ProxyError::BadRequest)?;
+        self.upstream
+            .prepare_headers(&mut parts.headers, &session.client_addr);
         parts.version = http::Version::HTTP_11;
         let upstream_req = Request::from_parts(parts, upstream_body);
 
@@ -208,11 +255,12 @@ impl HttpProxy {
             status: rparts.status.as_u16(),
             headers: event::visible_headers(&rparts.headers, ""),
         };
-        let outcome = self.run_chain({
-            let (ctx, r) = (ctx.clone(), wit_req.clone());
-            move |p| p.http_on_response(&ctx, &r, &wit_resp)
-        })
-        .await?;
+        let outcome = self
+            .run_chain({
+                let (ctx, r) = (ctx.clone(), wit_req.clone());
+                move |p| p.http_on_response(&ctx, &r, &wit_resp)
+            })
+            .await?;
         let mut all_masks = request_masks;
         all_masks.extend(outcome.masks.iter().cloned());
         let verdict = outcome.verdict.clone();
@@ -223,7 +271,8 @@ impl HttpProxy {
 
         for (name, value) in rparts.headers.iter_mut() {
             if let Some(masked) = compiled.header_value(name.as_str(), value.as_bytes()) {
-                *value = HeaderValue::from_bytes(&masked).unwrap_or(HeaderValue::from_static("[MASKED]"));
+                *value = HeaderValue::from_bytes(&masked)
+                    .unwrap_or(HeaderValue::from_static("[MASKED]"));
             }
         }
         ex.response_headers = event::visible_headers(&rparts.headers, "");
@@ -256,26 +305,59 @@ impl HttpProxy {
             let mut capture = Capture::new(self.capture_limit);
             capture.add(&masked);
             this.metrics.request(&this.name, "allow");
-            this.record(&session, ex_owned, EventKind::HttpExchange, "allow", Some(capture), None);
-            return Ok(Response::from_parts(rparts, Full::new(Bytes::from(masked)).map_err(|e| match e {}).boxed_unsync()));
+            this.record(
+                &session,
+                ex_owned,
+                EventKind::HttpExchange,
+                "allow",
+                Some(capture),
+                None,
+            );
+            return Ok(Response::from_parts(
+                rparts,
+                Full::new(Bytes::from(masked))
+                    .map_err(|e| match e {})
+                    .boxed_unsync(),
+            ));
         }
         if compiled.text.is_some() {
             rparts.headers.remove(http::header::CONTENT_LENGTH);
         }
-        let matcher = compiled.text.clone().map(|t| (t, compiled.hash_key.clone()));
+        let matcher = compiled
+            .text
+            .clone()
+            .map(|t| (t, compiled.hash_key.clone()));
         let body = body::stream_masked(rbody, matcher, self.capture_limit, move |capture| {
-            let verdict = if capture.error.is_some() { "error" } else { "allow" };
+            let verdict = if capture.error.is_some() {
+                "error"
+            } else {
+                "allow"
+            };
             this.metrics.request(&this.name, verdict);
-            this.record(&session, ex_owned, EventKind::HttpExchange, verdict, Some(capture), None);
+            this.record(
+                &session,
+                ex_owned,
+                EventKind::HttpExchange,
+                verdict,
+                Some(capture),
+                None,
+            );
         });
         Ok(Response::from_parts(rparts, body))
     }
 
-    async fn authenticate(&self, headers: &http::HeaderMap, ex: &mut Exchange) -> Result<Principal, ProxyError> {
+    async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        ex: &mut Exchange,
+    ) -> Result<Principal, ProxyError> {
         let presented = headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .or_else(|| headers.get("x-gatehouse-key").and_then(|v| v.to_str().ok()))
             .map(str::trim);
         let Some(presented) = presented else {
@@ -283,16 +365,25 @@ impl HttpProxy {
         };
         // Record which credential was presented, never the secret part.
         ex.presented = Some(presented_identity(presented));
-        let principal = self.keys.authenticate(presented).await.map_err(ProxyError::Unauthenticated)?;
+        let principal = self
+            .keys
+            .authenticate(presented)
+            .await
+            .map_err(ProxyError::Unauthenticated)?;
         ex.principal = Some(principal.clone());
-        principal.may_use(&self.name, &self.allowed_groups).map_err(ProxyError::Forbidden)?;
+        principal
+            .may_use(&self.name, &self.allowed_groups)
+            .map_err(ProxyError::Forbidden)?;
         Ok(principal)
     }
 
     async fn run_chain(
         &self,
-        hook: impl Fn(&crate::policy::LoadedPolicy) -> Option<Result<crate::policy::bindings::types::Decision, crate::policy::invoke::CallFailure>>
-        + Send
+        hook: impl Fn(
+            &crate::policy::LoadedPolicy,
+        ) -> Option<
+            Result<crate::policy::bindings::types::Decision, crate::policy::invoke::CallFailure>,
+        > + Send
         + 'static,
     ) -> Result<ChainOutcome, ProxyError> {
         let chain = self.chain.clone();
@@ -315,19 +406,43 @@ impl HttpProxy {
         }
     }
 
-    fn compile(&self, rules: &[MaskRule], with_credential: bool) -> Result<Arc<CompiledMasks>, ProxyError> {
+    fn compile(
+        &self,
+        rules: &[MaskRule],
+        with_credential: bool,
+    ) -> Result<Arc<CompiledMasks>, ProxyError> {
         let literals: Vec<String> = match (&self.upstream.credential, with_credential) {
             (Some(c), true) => vec![c.secret.clone()],
             _ => vec![],
         };
-        self.masks.compile(rules, &literals).map_err(|e| ProxyError::MaskFailed(e.to_string()))
+        self.masks
+            .compile(rules, &literals)
+            .map_err(|e| ProxyError::MaskFailed(e.to_string()))
     }
 
-    fn record(&self, session: &SessionMeta, ex: Exchange, kind: EventKind, verdict: &str, response: Option<Capture>, err: Option<&ProxyError>) {
-        let masks = ex.record_masks.clone().or_else(|| self.compile(&[], true).ok());
+    fn record(
+        &self,
+        session: &SessionMeta,
+        ex: Exchange,
+        kind: EventKind,
+        verdict: &str,
+        response: Option<Capture>,
+        err: Option<&ProxyError>,
+    ) {
+        let masks = ex
+            .record_masks
+            .clone()
+            .or_else(|| self.compile(&[], true).ok());
         let show = |c: &Capture| -> serde_json::Value {
             let text = match masks.as_ref().and_then(|m| m.text.as_ref()) {
-                Some(t) => crate::mask::stream::mask_all(t, &masks.as_ref().map(|m| m.hash_key.clone()).unwrap_or_else(|| Arc::from(&b""[..])), &c.body),
+                Some(t) => crate::mask::stream::mask_all(
+                    t,
+                    &masks
+                        .as_ref()
+                        .map(|m| m.hash_key.clone())
+                        .unwrap_or_else(|| Arc::from(&b""[..])),
+                    &c.body,
+                ),
                 None => c.body.clone(),
             };
             json!({
@@ -338,7 +453,10 @@ impl HttpProxy {
                 "error": c.error,
             })
         };
-        let status = ex.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+        let status = ex
+            .status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into());
         let detail = json!({
             "request_id": ex.request_id,
             "presented": ex.presented,
@@ -402,8 +520,8 @@ impl Exchange {
 }
 
 fn mask_json(bytes: &[u8], masks: &CompiledMasks) -> Result<Vec<u8>, String> {
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("a policy masks JSON fields but the body is not JSON: {e}"))?;
+    let mut doc: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("a policy masks JSON fields but the body is not JSON: {e}"))?;
     crate::mask::json::mask_pointers(&mut doc, &masks.json_pointers, &masks.hash_key);
     let out = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
     Ok(match &masks.text {
@@ -414,8 +532,13 @@ fn mask_json(bytes: &[u8], masks: &CompiledMasks) -> Result<Vec<u8>, String> {
 
 /// `key:<id>` for a well-formed API key, `unrecognised credential` otherwise.
 fn presented_identity(presented: &str) -> String {
-    match presented.strip_prefix("ghk_").and_then(|r| r.split_once('_')) {
-        Some((id, _)) if id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric()) => format!("key:{id}"),
+    match presented
+        .strip_prefix("ghk_")
+        .and_then(|r| r.split_once('_'))
+    {
+        Some((id, _)) if id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            format!("key:{id}")
+        }
         _ => "unrecognised credential".into(),
     }
 }

@@ -69,15 +69,24 @@ impl Upstream {
         let credential = match &c.credential {
             Some(cred) => {
                 let secret = cred.secret.resolve()?;
-                let header = HeaderName::from_bytes(cred.header.as_bytes()).map_err(|e| e.to_string())?;
+                let header =
+                    HeaderName::from_bytes(cred.header.as_bytes()).map_err(|e| e.to_string())?;
                 let mut value = HeaderValue::from_str(&format!("{}{}", cred.prefix, secret))
                     .map_err(|_| "credential.secret: not a valid header value".to_string())?;
                 value.set_sensitive(true);
-                Some(Credential { header, value, secret })
+                Some(Credential {
+                    header,
+                    value,
+                    secret,
+                })
             }
             None => None,
         };
-        Ok(Self { base, client, credential })
+        Ok(Self {
+            base,
+            client,
+            credential,
+        })
     }
 
     pub fn scheme(&self) -> &str {
@@ -110,7 +119,10 @@ impl Upstream {
         headers.remove(header::AUTHORIZATION);
         headers.remove("x-gatehouse-key");
         headers.remove(header::HOST);
-        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         if let Ok(v) = HeaderValue::from_str(client_addr.split(':').next().unwrap_or("")) {
             headers.append("x-forwarded-for", v);
         }

@@ -120,11 +120,13 @@ impl ApiKeys {
     }
 
     pub async fn revoke(&self, id: &str) -> Result<(), KeyError> {
-        let done = sqlx::query("UPDATE api_keys SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms IS NULL")
-            .bind(id)
-            .bind(now_ms())
-            .execute(self.store.pool())
-            .await?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = $2 WHERE id = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .execute(self.store.pool())
+        .await?;
         if done.rows_affected() == 0 {
             return Err(KeyError::NotFound(id.to_string()));
         }
@@ -138,7 +140,10 @@ impl ApiKeys {
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, AuthError> {
         let (id, secret) = parse(presented).ok_or(AuthError::Malformed)?;
         let info = self.lookup(id).await?.ok_or(AuthError::Unknown)?;
-        let ok: bool = hash_secret(secret).as_bytes().ct_eq(info.secret_hash.as_bytes()).into();
+        let ok: bool = hash_secret(secret)
+            .as_bytes()
+            .ct_eq(info.secret_hash.as_bytes())
+            .into();
         if !ok {
             return Err(AuthError::Unknown);
         }
@@ -171,7 +176,11 @@ impl ApiKeys {
             .fetch_optional(self.store.pool())
             .await
             .map_err(|e| AuthError::Store(e.to_string()))?;
-        let info = row.as_ref().map(key_from_row).transpose().map_err(|e| AuthError::Store(e.to_string()))?;
+        let info = row
+            .as_ref()
+            .map(key_from_row)
+            .transpose()
+            .map_err(|e| AuthError::Store(e.to_string()))?;
         if let Ok(mut c) = self.cache.lock() {
             if c.len() > 10_000 {
                 c.clear();
@@ -220,7 +229,10 @@ mod tests {
     fn key_format_is_checked_before_any_lookup() {
         let id = "0123456789abcdef";
         let secret = "a".repeat(64);
-        assert_eq!(parse(&format!("ghk_{id}_{secret}")), Some((id, secret.as_str())));
+        assert_eq!(
+            parse(&format!("ghk_{id}_{secret}")),
+            Some((id, secret.as_str()))
+        );
         assert_eq!(parse(&format!("ghk_{id}_{}", "a".repeat(63))), None);
         assert_eq!(parse("Bearer x"), None);
         assert_eq!(parse(&format!("ghk_{id}x_{secret}")), None);

@@ -57,8 +57,12 @@ impl Principal {
 
     /// Whether this caller may use `connection`, given the groups it allows.
     pub fn may_use(&self, connection: &str, allowed_groups: &[String]) -> Result<(), AuthError> {
-        if !self.allowed_connections.is_empty() && !self.allowed_connections.iter().any(|c| c == connection) {
-            return Err(AuthError::NotAllowed(format!("this credential is not valid for connection {connection}")));
+        if !self.allowed_connections.is_empty()
+            && !self.allowed_connections.iter().any(|c| c == connection)
+        {
+            return Err(AuthError::NotAllowed(format!(
+                "this credential is not valid for connection {connection}"
+            )));
         }
         if !allowed_groups.is_empty() && !self.groups.iter().any(|g| allowed_groups.contains(g)) {
             return Err(AuthError::NotAllowed(format!(

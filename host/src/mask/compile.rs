@@ -52,7 +52,11 @@ impl CompiledMasks {
 
     /// Masks one header value: by name, then by text rules.
     pub fn header_value(&self, name: &str, value: &[u8]) -> Option<Vec<u8>> {
-        if let Some((_, method)) = self.headers.iter().find(|(h, _)| h.eq_ignore_ascii_case(name)) {
+        if let Some((_, method)) = self
+            .headers
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(name))
+        {
             let mut out = Vec::new();
             super::method::apply(*method, value, "header", &self.hash_key, &mut out);
             return Some(out);
@@ -79,7 +83,11 @@ impl MaskCompiler {
 
     /// `literals` are values that must never pass (the connection's held
     /// credential); they are redacted wherever they appear.
-    pub fn compile(&self, rules: &[MaskRule], literals: &[String]) -> Result<Arc<CompiledMasks>, MaskError> {
+    pub fn compile(
+        &self,
+        rules: &[MaskRule],
+        literals: &[String],
+    ) -> Result<Arc<CompiledMasks>, MaskError> {
         let key = (rules.to_vec(), literals.to_vec());
         if let Ok(cache) = self.cache.lock()
             && let Some(hit) = cache.get(&key)
@@ -108,7 +116,10 @@ impl MaskCompiler {
                 pattern: pattern.clone(),
                 message: e.to_string(),
             })?;
-            let max = hir.properties().maximum_len().unwrap_or(UNBOUNDED_PATTERN_WINDOW);
+            let max = hir
+                .properties()
+                .maximum_len()
+                .unwrap_or(UNBOUNDED_PATTERN_WINDOW);
             window = window.max(max.min(MAX_WINDOW));
             patterns.push(pattern);
             text_rules.push(rule);
@@ -157,7 +168,11 @@ impl MaskCompiler {
             None
         } else {
             let regex = Regex::builder()
-                .configure(Regex::config().nfa_size_limit(Some(8 << 20)).hybrid_cache_capacity(2 << 20))
+                .configure(
+                    Regex::config()
+                        .nfa_size_limit(Some(8 << 20))
+                        .hybrid_cache_capacity(2 << 20),
+                )
                 .build_many(&patterns)
                 .map_err(|e| MaskError::Pattern {
                     pattern: patterns.join(" | "),
@@ -202,24 +217,42 @@ mod tests {
     #[test]
     fn window_follows_the_longest_bounded_pattern() {
         let c = MaskCompiler::new(b"k".to_vec());
-        let m = c.compile(&[rule(MaskTarget::Pattern("ab{2,10}".into()))], &[]).unwrap();
+        let m = c
+            .compile(&[rule(MaskTarget::Pattern("ab{2,10}".into()))], &[])
+            .unwrap();
         assert_eq!(m.text.as_ref().unwrap().window, 11);
-        let m = c.compile(&[rule(MaskTarget::Pattern("a+".into()))], &[]).unwrap();
+        let m = c
+            .compile(&[rule(MaskTarget::Pattern("a+".into()))], &[])
+            .unwrap();
         assert_eq!(m.text.as_ref().unwrap().window, UNBOUNDED_PATTERN_WINDOW);
     }
 
     #[test]
     fn bad_patterns_are_reported() {
         let c = MaskCompiler::new(b"k".to_vec());
-        assert!(c.compile(&[rule(MaskTarget::Pattern("(".into()))], &[]).is_err());
+        assert!(
+            c.compile(&[rule(MaskTarget::Pattern("(".into()))], &[])
+                .is_err()
+        );
     }
 
     #[test]
     fn header_masks_apply_by_name_and_literals_everywhere() {
         let c = MaskCompiler::new(b"k".to_vec());
-        let m = c.compile(&[rule(MaskTarget::Header("x-token".into()))], &["hunter2-secret".into()]).unwrap();
-        assert_eq!(m.header_value("X-Token", b"abc").unwrap(), b"[MASKED:header]");
-        assert_eq!(m.header_value("x-other", b"Bearer hunter2-secret").unwrap(), b"Bearer [MASKED:credential]");
+        let m = c
+            .compile(
+                &[rule(MaskTarget::Header("x-token".into()))],
+                &["hunter2-secret".into()],
+            )
+            .unwrap();
+        assert_eq!(
+            m.header_value("X-Token", b"abc").unwrap(),
+            b"[MASKED:header]"
+        );
+        assert_eq!(
+            m.header_value("x-other", b"Bearer hunter2-secret").unwrap(),
+            b"Bearer [MASKED:credential]"
+        );
         assert!(m.header_value("x-other", b"fine").is_none());
     }
 }

@@ -86,7 +86,11 @@ pub fn names() -> Vec<&'static str> {
 
 /// The Luhn checksum over the digits of `candidate` (separators skipped).
 pub fn luhn(candidate: &[u8]) -> bool {
-    let digits: Vec<u32> = candidate.iter().filter(|b| b.is_ascii_digit()).map(|b| (b - b'0') as u32).collect();
+    let digits: Vec<u32> = candidate
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|b| (b - b'0') as u32)
+        .collect();
     if !(13..=19).contains(&digits.len()) {
         return false;
     }
@@ -94,7 +98,13 @@ pub fn luhn(candidate: &[u8]) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+            } else {
+                d
+            }
+        })
         .sum();
     sum % 10 == 0
 }
@@ -118,19 +128,48 @@ mod tests {
     fn every_detector_compiles_and_is_bounded() {
         for d in DETECTORS {
             let hir = regex_syntax::parse(d.pattern).unwrap();
-            assert!(hir.properties().maximum_len().is_some(), "{} is unbounded", d.name);
+            assert!(
+                hir.properties().maximum_len().is_some(),
+                "{} is unbounded",
+                d.name
+            );
             Regex::new(d.pattern).unwrap();
         }
     }
 
     #[test]
     fn detectors_find_what_they_should() {
-        assert_eq!(matches("aws-access-key-id", "key=AKIAIOSFODNN7EXAMPLE;"), ["AKIAIOSFODNN7EXAMPLE"]);
-        assert_eq!(matches("email", "mail alice.b@example.co.uk now"), ["alice.b@example.co.uk"]);
-        assert_eq!(matches("credit-card", "card 4111 1111 1111 1111 ok"), ["4111 1111 1111 1111"]);
-        assert!(matches("credit-card", "order 1234567812345678").is_empty(), "fails Luhn");
-        assert_eq!(matches("github-token", "t ghp_0123456789abcdefghijABCDEFGHIJ012345 x").len(), 1);
-        assert_eq!(matches("connection-string-password", "postgres://app:s3cret@db:5432/x"), ["postgres://app:s3cret@"]);
+        assert_eq!(
+            matches("aws-access-key-id", "key=AKIAIOSFODNN7EXAMPLE;"),
+            ["AKIAIOSFODNN7EXAMPLE"]
+        );
+        assert_eq!(
+            matches("email", "mail alice.b@example.co.uk now"),
+            ["alice.b@example.co.uk"]
+        );
+        assert_eq!(
+            matches("credit-card", "card 4111 1111 1111 1111 ok"),
+            ["4111 1111 1111 1111"]
+        );
+        assert!(
+            matches("credit-card", "order 1234567812345678").is_empty(),
+            "fails Luhn"
+        );
+        assert_eq!(
+            matches(
+                "github-token",
+                "t ghp_0123456789abcdefghijABCDEFGHIJ012345 x"
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            matches(
+                "connection-string-password",
+                "postgres://app:s3cret@db:5432/x"
+            ),
+            ["postgres://app:s3cret@"]
+        );
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0123456789abcdefghijklmnop\n-----END RSA PRIVATE KEY-----";
         assert_eq!(matches("private-key", pem), [pem]);
     }
@@ -139,7 +178,11 @@ mod tests {
     fn ordinary_text_is_left_alone() {
         let prose = "The quick brown fox, version 1.2.3, costs 42 dollars; see docs/index.html.";
         for d in DETECTORS {
-            assert!(matches(d.name, prose).is_empty(), "{} matched prose", d.name);
+            assert!(
+                matches(d.name, prose).is_empty(),
+                "{} matched prose",
+                d.name
+            );
         }
     }
 }

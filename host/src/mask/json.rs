@@ -14,7 +14,11 @@ pub fn mask_pointers(doc: &mut Value, pointers: &[(String, MaskMethod)], hash_ke
         let segments: Vec<String> = if pointer.is_empty() {
             vec![]
         } else {
-            pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect()
+            pointer
+                .split('/')
+                .skip(1)
+                .map(|s| s.replace("~1", "/").replace("~0", "~"))
+                .collect()
         };
         visit(doc, &segments, &mut |v| {
             let text = match &mut *v {

@@ -20,7 +20,11 @@ pub fn apply(method: MaskMethod, value: &[u8], label: &str, hash_key: &[u8], out
             let (p, s) = (prefix as usize, suffix as usize);
             // Never reveal more than half of a value, whatever was asked.
             let keep = chars.len() / 2;
-            let (p, s) = if p + s > keep { (p.min(keep / 2), s.min(keep - keep / 2)) } else { (p, s) };
+            let (p, s) = if p + s > keep {
+                (p.min(keep / 2), s.min(keep - keep / 2))
+            } else {
+                (p, s)
+            };
             let mut buf = String::with_capacity(text.len());
             buf.extend(&chars[..p]);
             buf.extend(std::iter::repeat_n('*', chars.len() - p - s));
@@ -54,13 +58,22 @@ mod tests {
 
     #[test]
     fn redact_names_the_label() {
-        assert_eq!(apply_to_string(MaskMethod::Redact, "secret", "email", b"k"), "[MASKED:email]");
+        assert_eq!(
+            apply_to_string(MaskMethod::Redact, "secret", "email", b"k"),
+            "[MASKED:email]"
+        );
     }
 
     #[test]
     fn partial_keeps_ends_and_never_more_than_half() {
-        let m = MaskMethod::Partial { prefix: 2, suffix: 4 };
-        assert_eq!(apply_to_string(m, "4111111111111111", "card", b"k"), "41**********1111");
+        let m = MaskMethod::Partial {
+            prefix: 2,
+            suffix: 4,
+        };
+        assert_eq!(
+            apply_to_string(m, "4111111111111111", "card", b"k"),
+            "41**********1111"
+        );
         // A short value keeps at most half of itself.
         assert_eq!(apply_to_string(m, "abcd", "x", b"k"), "a**d");
         assert_eq!(apply_to_string(m, "é€ab", "x", b"k"), "é**b");

@@ -91,7 +91,9 @@ mod tests {
                 method: MaskMethod::Redact,
             })
             .collect();
-        let c = MaskCompiler::new(b"k".to_vec()).compile(&rules, &[]).unwrap();
+        let c = MaskCompiler::new(b"k".to_vec())
+            .compile(&rules, &[])
+            .unwrap();
         StreamMasker::new(c.text.clone().unwrap(), c.hash_key.clone())
     }
 
@@ -113,7 +115,10 @@ mod tests {
             let mut m = masker(&[MaskTarget::Detector("aws-access-key-id".into())]);
             let (a, b) = text.as_bytes().split_at(split);
             let out = run(&mut m, &[a, b]);
-            assert_eq!(out, "{\"key\":\"[MASKED:aws-access-key-id]\",\"ok\":true}", "split at {split}");
+            assert_eq!(
+                out, "{\"key\":\"[MASKED:aws-access-key-id]\",\"ok\":true}",
+                "split at {split}"
+            );
         }
     }
 
@@ -122,7 +127,10 @@ mod tests {
         let text = format!("a {KEY} b {KEY} c");
         let mut m = masker(&[MaskTarget::Detector("aws-access-key-id".into())]);
         let chunks: Vec<&[u8]> = text.as_bytes().chunks(1).collect();
-        assert_eq!(run(&mut m, &chunks), "a [MASKED:aws-access-key-id] b [MASKED:aws-access-key-id] c");
+        assert_eq!(
+            run(&mut m, &chunks),
+            "a [MASKED:aws-access-key-id] b [MASKED:aws-access-key-id] c"
+        );
         assert_eq!(m.masked, 2);
     }
 
@@ -139,6 +147,9 @@ mod tests {
     #[test]
     fn validators_drop_false_positives() {
         let mut m = masker(&[MaskTarget::Detector("credit-card".into())]);
-        assert_eq!(run(&mut m, &[b"4111111111111111 1234567812345678"]), "[MASKED:credit-card] 1234567812345678");
+        assert_eq!(
+            run(&mut m, &[b"4111111111111111 1234567812345678"]),
+            "[MASKED:credit-card] 1234567812345678"
+        );
     }
 }

@@ -21,8 +21,14 @@ use crate::metrics::Metrics;
 #[serde(rename_all = "snake_case", tag = "verdict")]
 pub enum Verdict {
     Allow,
-    Deny { policy: Arc<str>, reason: String },
-    RequireApproval { policy: Arc<str>, approval: ApprovalRequest },
+    Deny {
+        policy: Arc<str>,
+        reason: String,
+    },
+    RequireApproval {
+        policy: Arc<str>,
+        approval: ApprovalRequest,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +61,10 @@ impl PolicyChain {
     /// Asks each policy in turn through `hook`, which returns `None` when the
     /// policy does not export the hook in question. Stops at the first deny.
     /// Blocking: call it from a blocking thread.
-    pub fn run(&self, hook: impl Fn(&LoadedPolicy) -> Option<Result<wit::Decision, CallFailure>>) -> ChainOutcome {
+    pub fn run(
+        &self,
+        hook: impl Fn(&LoadedPolicy) -> Option<Result<wit::Decision, CallFailure>>,
+    ) -> ChainOutcome {
         let snapshot = self.registry.snapshot();
         let mut decisions = Vec::with_capacity(self.names.len());
         for name in self.names.iter() {
@@ -72,7 +81,8 @@ impl PolicyChain {
                     failure: Some(CallFailure::NotLoaded.to_string()),
                     elapsed: Default::default(),
                 });
-                self.metrics.policy_failure(name, CallFailure::NotLoaded.kind());
+                self.metrics
+                    .policy_failure(name, CallFailure::NotLoaded.kind());
                 break;
             };
             let started = Instant::now();
@@ -108,7 +118,8 @@ impl PolicyChain {
                     }
                 }
             };
-            self.metrics.policy_decision(&policy.name, outcome_label(&d.outcome), elapsed);
+            self.metrics
+                .policy_decision(&policy.name, outcome_label(&d.outcome), elapsed);
             let denied = matches!(d.outcome, Outcome::Deny { .. });
             decisions.push(d);
             if denied {
@@ -135,8 +146,12 @@ pub fn combine(decisions: Vec<PolicyDecision>) -> ChainOutcome {
     let mut masks = Vec::new();
     for d in &decisions {
         match &d.outcome {
-            Outcome::Deny { reason } if deny.is_none() => deny = Some((d.policy.clone(), reason.clone())),
-            Outcome::RequireApproval(a) if approval.is_none() => approval = Some((d.policy.clone(), a.clone())),
+            Outcome::Deny { reason } if deny.is_none() => {
+                deny = Some((d.policy.clone(), reason.clone()))
+            }
+            Outcome::RequireApproval(a) if approval.is_none() => {
+                approval = Some((d.policy.clone(), a.clone()))
+            }
             Outcome::Mask { rules } => masks.extend(rules.iter().cloned()),
             _ => {}
         }
@@ -146,7 +161,11 @@ pub fn combine(decisions: Vec<PolicyDecision>) -> ChainOutcome {
         (None, Some((policy, approval))) => Verdict::RequireApproval { policy, approval },
         (None, None) => Verdict::Allow,
     };
-    ChainOutcome { verdict, masks, decisions }
+    ChainOutcome {
+        verdict,
+        masks,
+        decisions,
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +213,12 @@ mod tests {
         let out = combine(vec![
             d("a", approval()),
             d("b", mask("x")),
-            d("c", Outcome::Deny { reason: "no".into() }),
+            d(
+                "c",
+                Outcome::Deny {
+                    reason: "no".into(),
+                },
+            ),
         ]);
         match out.verdict {
             Verdict::Deny { policy, reason } => {
@@ -207,14 +231,24 @@ mod tests {
 
     #[test]
     fn approval_wins_over_masks_and_keeps_them() {
-        let out = combine(vec![d("a", mask("x")), d("b", approval()), d("c", Outcome::Allow)]);
-        assert!(matches!(out.verdict, Verdict::RequireApproval { ref policy, .. } if &**policy == "b"));
+        let out = combine(vec![
+            d("a", mask("x")),
+            d("b", approval()),
+            d("c", Outcome::Allow),
+        ]);
+        assert!(
+            matches!(out.verdict, Verdict::RequireApproval { ref policy, .. } if &**policy == "b")
+        );
         assert_eq!(out.masks.len(), 1);
     }
 
     #[test]
     fn masks_accumulate_in_order() {
-        let out = combine(vec![d("a", mask("one")), d("b", Outcome::Allow), d("c", mask("two"))]);
+        let out = combine(vec![
+            d("a", mask("one")),
+            d("b", Outcome::Allow),
+            d("c", mask("two")),
+        ]);
         assert!(matches!(out.verdict, Verdict::Allow));
         let pats: Vec<_> = out
             .masks
@@ -230,8 +264,18 @@ mod tests {
     #[test]
     fn first_deny_is_reported() {
         let out = combine(vec![
-            d("a", Outcome::Deny { reason: "first".into() }),
-            d("b", Outcome::Deny { reason: "second".into() }),
+            d(
+                "a",
+                Outcome::Deny {
+                    reason: "first".into(),
+                },
+            ),
+            d(
+                "b",
+                Outcome::Deny {
+                    reason: "second".into(),
+                },
+            ),
         ]);
         assert!(matches!(out.verdict, Verdict::Deny { ref reason, .. } if reason == "first"));
     }

@@ -67,34 +67,55 @@ fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// Converts and checks a guest decision.
 pub fn from_wit(d: wit::Decision) -> Result<(Outcome, Vec<(String, String)>), String> {
     if d.annotations.len() > MAX_ANNOTATIONS {
-        return Err(format!("{} annotations (at most {MAX_ANNOTATIONS})", d.annotations.len()));
+        return Err(format!(
+            "{} annotations (at most {MAX_ANNOTATIONS})",
+            d.annotations.len()
+        ));
     }
     for (k, v) in &d.annotations {
         if k.len() + v.len() > MAX_ANNOTATION_BYTES {
-            return Err(format!("annotation {:?} is over {MAX_ANNOTATION_BYTES} bytes", clip(k)));
+            return Err(format!(
+                "annotation {:?} is over {MAX_ANNOTATION_BYTES} bytes",
+                clip(k)
+            ));
         }
     }
     let outcome = match d.verdict {
         wit::Verdict::Allow => Outcome::Allow,
         wit::Verdict::Deny(reason) => {
             if reason.len() > MAX_REASON_BYTES {
-                return Err(format!("deny reason is {} bytes (at most {MAX_REASON_BYTES})", reason.len()));
+                return Err(format!(
+                    "deny reason is {} bytes (at most {MAX_REASON_BYTES})",
+                    reason.len()
+                ));
             }
             Outcome::Deny { reason }
         }
         wit::Verdict::Mask(rules) => {
             if rules.len() > MAX_MASK_RULES {
-                return Err(format!("{} mask rules (at most {MAX_MASK_RULES})", rules.len()));
+                return Err(format!(
+                    "{} mask rules (at most {MAX_MASK_RULES})",
+                    rules.len()
+                ));
             }
-            let rules = rules.into_iter().map(mask_rule).collect::<Result<Vec<_>, _>>()?;
+            let rules = rules
+                .into_iter()
+                .map(mask_rule)
+                .collect::<Result<Vec<_>, _>>()?;
             Outcome::Mask { rules }
         }
         wit::Verdict::RequireApproval(a) => {
             if a.reason.len() > MAX_REASON_BYTES {
-                return Err(format!("approval reason is {} bytes (at most {MAX_REASON_BYTES})", a.reason.len()));
+                return Err(format!(
+                    "approval reason is {} bytes (at most {MAX_REASON_BYTES})",
+                    a.reason.len()
+                ));
             }
             if a.timeout_secs == 0 || a.timeout_secs > MAX_APPROVAL_TIMEOUT_SECS {
-                return Err(format!("approval timeout {}s is outside 1..={MAX_APPROVAL_TIMEOUT_SECS}", a.timeout_secs));
+                return Err(format!(
+                    "approval timeout {}s is outside 1..={MAX_APPROVAL_TIMEOUT_SECS}",
+                    a.timeout_secs
+                ));
             }
             if a.approver_groups.is_empty() {
                 return Err("approval names no approver groups".into());
@@ -119,25 +140,36 @@ pub fn from_wit(d: wit::Decision) -> Result<(Outcome, Vec<(String, String)>), St
 fn mask_rule(r: wit::MaskRule) -> Result<MaskRule, String> {
     let target = match r.target {
         wit::MaskTarget::Header(h) => {
-            http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| format!("mask header {:?} is not a header name", clip(&h)))?;
+            http::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| format!("mask header {:?} is not a header name", clip(&h)))?;
             MaskTarget::Header(h.to_ascii_lowercase())
         }
         wit::MaskTarget::JsonPointer(p) => {
             if !(p.is_empty() || p.starts_with('/')) {
-                return Err(format!("JSON pointer {:?} must be empty or start with '/'", clip(&p)));
+                return Err(format!(
+                    "JSON pointer {:?} must be empty or start with '/'",
+                    clip(&p)
+                ));
             }
             MaskTarget::JsonPointer(p)
         }
         wit::MaskTarget::Column(c) => MaskTarget::Column(c),
         wit::MaskTarget::Pattern(p) => {
             if p.len() > MAX_PATTERN_BYTES {
-                return Err(format!("mask pattern is {} bytes (at most {MAX_PATTERN_BYTES})", p.len()));
+                return Err(format!(
+                    "mask pattern is {} bytes (at most {MAX_PATTERN_BYTES})",
+                    p.len()
+                ));
             }
             MaskTarget::Pattern(p)
         }
         wit::MaskTarget::Detector(d) => {
             if crate::mask::detectors::find(&d).is_none() {
-                return Err(format!("unknown detector {:?}; known: {}", clip(&d), crate::mask::detectors::names().join(", ")));
+                return Err(format!(
+                    "unknown detector {:?}; known: {}",
+                    clip(&d),
+                    crate::mask::detectors::names().join(", ")
+                ));
             }
             MaskTarget::Detector(d)
         }
@@ -166,7 +198,10 @@ mod tests {
     use super::*;
 
     fn decision(verdict: wit::Verdict) -> wit::Decision {
-        wit::Decision { verdict, annotations: vec![] }
+        wit::Decision {
+            verdict,
+            annotations: vec![],
+        }
     }
 
     #[test]
@@ -178,7 +213,9 @@ mod tests {
     #[test]
     fn too_many_annotations_is_bad_output() {
         let mut d = decision(wit::Verdict::Allow);
-        d.annotations = (0..=MAX_ANNOTATIONS).map(|i| (i.to_string(), String::new())).collect();
+        d.annotations = (0..=MAX_ANNOTATIONS)
+            .map(|i| (i.to_string(), String::new()))
+            .collect();
         assert!(from_wit(d).is_err());
     }
 
@@ -203,7 +240,10 @@ mod tests {
         };
         assert!(from_wit(approval(vec![], 60)).is_err());
         assert!(from_wit(approval(vec!["ops".into()], 0)).is_err());
-        assert!(matches!(from_wit(approval(vec!["ops".into()], 60)).unwrap().0, Outcome::RequireApproval(_)));
+        assert!(matches!(
+            from_wit(approval(vec!["ops".into()], 60)).unwrap().0,
+            Outcome::RequireApproval(_)
+        ));
     }
 
     #[test]

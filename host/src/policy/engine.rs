@@ -100,8 +100,13 @@ impl PolicyEngine {
             .engine
             .precompile_component(bytes)
             .map_err(|e| PolicyError::Invalid(format!("not a valid component: {e:#}")))?;
-        let tmp = self.cache_dir.join(format!("{digest}.cwasm.tmp{}", std::process::id()));
-        if std::fs::write(&tmp, &compiled).and_then(|_| std::fs::rename(&tmp, &cached)).is_err() {
+        let tmp = self
+            .cache_dir
+            .join(format!("{digest}.cwasm.tmp{}", std::process::id()));
+        if std::fs::write(&tmp, &compiled)
+            .and_then(|_| std::fs::rename(&tmp, &cached))
+            .is_err()
+        {
             tracing::warn!(path = %cached.display(), "cannot write the precompile cache");
         }
         // SAFETY: `compiled` was produced just above by this engine.

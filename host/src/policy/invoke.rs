@@ -51,19 +51,39 @@ pub fn call_guest<R>(
     request_id: &str,
     f: impl FnOnce(&mut Store<StoreState>, &Instance) -> wasmtime::Result<R>,
 ) -> Result<R, CallFailure> {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let state = StoreState::new(policy.clone(), settings.clone(), limits.memory_bytes, now_ms, request_id.to_string());
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let state = StoreState::new(
+        policy.clone(),
+        settings.clone(),
+        limits.memory_bytes,
+        now_ms,
+        request_id.to_string(),
+    );
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limits);
-    let ticks = limits.timeout.as_micros().div_ceil(EPOCH_TICK.as_micros()).max(1) as u64;
+    let ticks = limits
+        .timeout
+        .as_micros()
+        .div_ceil(EPOCH_TICK.as_micros())
+        .max(1) as u64;
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
 
-    let instance = pre.instantiate(&mut store).map_err(|e| classify(&store, limits, e, true))?;
+    let instance = pre
+        .instantiate(&mut store)
+        .map_err(|e| classify(&store, limits, e, true))?;
     f(&mut store, &instance).map_err(|e| classify(&store, limits, e, false))
 }
 
-fn classify(store: &Store<StoreState>, limits: &EffectiveLimits, e: wasmtime::Error, instantiating: bool) -> CallFailure {
+fn classify(
+    store: &Store<StoreState>,
+    limits: &EffectiveLimits,
+    e: wasmtime::Error,
+    instantiating: bool,
+) -> CallFailure {
     if store.data().limits.refused {
         return CallFailure::OutOfMemory(limits.memory_bytes / (1024 * 1024));
     }

@@ -6,11 +6,11 @@ use std::time::SystemTime;
 use serde::Serialize;
 use wasmtime::component::InstancePre;
 
+use super::PolicyError;
 use super::bindings::{http, kubernetes, llm, mcp, meta, postgres, ssh, types};
 use super::engine::PolicyEngine;
 use super::invoke::{CallFailure, call_guest};
 use super::store::StoreState;
-use super::PolicyError;
 use crate::config::EffectiveLimits;
 
 /// The hook interfaces a component exports. Absent ones are never called.
@@ -83,8 +83,11 @@ impl LoadedPolicy {
                 "the component imports something the host does not provide (policies may import only gatehouse:policy/host and WASI): {e:#}"
             ))
         })?;
-        let meta_idx = meta::GuestIndices::new(&pre)
-            .map_err(|e| PolicyError::Invalid(format!("does not export gatehouse:policy/meta@0.1.0: {e:#}")))?;
+        let meta_idx = meta::GuestIndices::new(&pre).map_err(|e| {
+            PolicyError::Invalid(format!(
+                "does not export gatehouse:policy/meta@0.1.0: {e:#}"
+            ))
+        })?;
         let hooks = Hooks {
             http: http::GuestIndices::new(&pre).ok(),
             postgres: postgres::GuestIndices::new(&pre).ok(),
@@ -94,7 +97,9 @@ impl LoadedPolicy {
             ssh: ssh::GuestIndices::new(&pre).ok(),
         };
         if hooks.names().is_empty() {
-            return Err(PolicyError::Invalid("exports no hook interface (http, postgres, kubernetes, llm, mcp or ssh)".into()));
+            return Err(PolicyError::Invalid(
+                "exports no hook interface (http, postgres, kubernetes, llm, mcp or ssh)".into(),
+            ));
         }
         let settings: Arc<str> = Arc::from(settings);
         let name: Arc<str> = Arc::from(name);
@@ -126,14 +131,20 @@ impl LoadedPolicy {
             .map_err(|f| PolicyError::Invalid(format!("meta call failed: {f}")))?;
         validation.map_err(PolicyError::Settings)?;
         if description.name.is_empty() || description.version.is_empty() {
-            return Err(PolicyError::Invalid("describe() must give a name and a version".into()));
+            return Err(PolicyError::Invalid(
+                "describe() must give a name and a version".into(),
+            ));
         }
         policy.version = Arc::from(description.version.as_str());
         policy.description = Description {
             name: description.name,
             version: description.version,
             summary: description.summary,
-            protocols: description.protocols.iter().map(|p| protocol_name(*p).to_string()).collect(),
+            protocols: description
+                .protocols
+                .iter()
+                .map(|p| protocol_name(*p).to_string())
+                .collect(),
             settings_schema: description.settings_schema,
         };
         Ok(policy)
@@ -143,14 +154,32 @@ impl LoadedPolicy {
     pub fn call<R>(
         &self,
         request_id: &str,
-        f: impl FnOnce(&mut wasmtime::Store<StoreState>, &wasmtime::component::Instance) -> wasmtime::Result<R>,
+        f: impl FnOnce(
+            &mut wasmtime::Store<StoreState>,
+            &wasmtime::component::Instance,
+        ) -> wasmtime::Result<R>,
     ) -> Result<R, CallFailure> {
-        call_guest(&self.engine, &self.pre, &self.name, &self.settings, &self.limits, request_id, f)
+        call_guest(
+            &self.engine,
+            &self.pre,
+            &self.name,
+            &self.settings,
+            &self.limits,
+            request_id,
+            f,
+        )
     }
 
-    pub fn http_on_request(&self, ctx: &types::Context, req: &http::HttpRequest) -> Option<Result<types::Decision, CallFailure>> {
+    pub fn http_on_request(
+        &self,
+        ctx: &types::Context,
+        req: &http::HttpRequest,
+    ) -> Option<Result<types::Decision, CallFailure>> {
         let idx = self.hooks.http.as_ref()?;
-        Some(self.call(&ctx.request_id, |store, inst| idx.load(&mut *store, inst)?.call_on_request(&mut *store, ctx, req)))
+        Some(self.call(&ctx.request_id, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_on_request(&mut *store, ctx, req)
+        }))
     }
 
     pub fn http_on_response(
@@ -161,7 +190,8 @@ impl LoadedPolicy {
     ) -> Option<Result<types::Decision, CallFailure>> {
         let idx = self.hooks.http.as_ref()?;
         Some(self.call(&ctx.request_id, |store, inst| {
-            idx.load(&mut *store, inst)?.call_on_response(&mut *store, ctx, req, resp)
+            idx.load(&mut *store, inst)?
+                .call_on_response(&mut *store, ctx, req, resp)
         }))
     }
 }

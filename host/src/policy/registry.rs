@@ -52,7 +52,11 @@ pub enum ReloadResult {
 }
 
 impl PolicyRegistry {
-    pub fn new(engine: Arc<PolicyEngine>, config: PoliciesConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        engine: Arc<PolicyEngine>,
+        config: PoliciesConfig,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             engine,
             config,
@@ -72,7 +76,10 @@ impl PolicyRegistry {
     }
 
     pub fn status(&self) -> Vec<PolicyStatus> {
-        self.status.lock().map(|s| s.values().cloned().collect()).unwrap_or_default()
+        self.status
+            .lock()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Loads every policy in the folder. Failures are recorded, not fatal:
@@ -90,7 +97,10 @@ impl PolicyRegistry {
         };
         names.sort();
         names.dedup();
-        names.into_iter().map(|n| (n.clone(), self.reload(&n))).collect()
+        names
+            .into_iter()
+            .map(|n| (n.clone(), self.reload(&n)))
+            .collect()
     }
 
     /// Brings one policy name in line with the folder: loads a new or changed
@@ -108,7 +118,9 @@ impl PolicyRegistry {
             }
             if removed {
                 tracing::info!(policy = name, "policy unloaded: its file was removed");
-                self.metrics.policies_loaded.set(self.current.load().len() as i64);
+                self.metrics
+                    .policies_loaded
+                    .set(self.current.load().len() as i64);
                 return ReloadResult::Removed;
             }
             return ReloadResult::Unchanged;
@@ -148,8 +160,13 @@ impl PolicyRegistry {
                     s.insert(name.to_string(), status);
                 }
                 let elapsed = started.elapsed();
-                self.metrics.reloads.get_or_create(&crate::metrics::ResultLabel::ok()).inc();
-                self.metrics.policies_loaded.set(self.current.load().len() as i64);
+                self.metrics
+                    .reloads
+                    .get_or_create(&crate::metrics::ResultLabel::ok())
+                    .inc();
+                self.metrics
+                    .policies_loaded
+                    .set(self.current.load().len() as i64);
                 tracing::info!(
                     policy = name,
                     version = %policy.version,
@@ -169,7 +186,10 @@ impl PolicyRegistry {
                     still_serving = still_serving.as_deref().unwrap_or("nothing"),
                     "policy failed to load; the last good version stays in place"
                 );
-                self.metrics.reloads.get_or_create(&crate::metrics::ResultLabel::error()).inc();
+                self.metrics
+                    .reloads
+                    .get_or_create(&crate::metrics::ResultLabel::error())
+                    .inc();
                 if let Ok(mut s) = self.status.lock() {
                     let entry = s.entry(name.to_string()).or_insert_with(|| PolicyStatus {
                         name: name.to_string(),
@@ -230,7 +250,9 @@ pub fn policy_name(path: &Path) -> Option<String> {
 }
 
 fn ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -239,8 +261,14 @@ mod tests {
 
     #[test]
     fn policy_names_come_from_wasm_and_settings_files() {
-        assert_eq!(policy_name(Path::new("/p/http-guard.wasm")).as_deref(), Some("http-guard"));
-        assert_eq!(policy_name(Path::new("/p/http-guard.json")).as_deref(), Some("http-guard"));
+        assert_eq!(
+            policy_name(Path::new("/p/http-guard.wasm")).as_deref(),
+            Some("http-guard")
+        );
+        assert_eq!(
+            policy_name(Path::new("/p/http-guard.json")).as_deref(),
+            Some("http-guard")
+        );
         assert_eq!(policy_name(Path::new("/p/.http-guard.wasm.swp")), None);
         assert_eq!(policy_name(Path::new("/p/readme.md")), None);
     }

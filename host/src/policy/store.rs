@@ -25,7 +25,13 @@ pub struct StoreState {
 }
 
 impl StoreState {
-    pub fn new(policy: Arc<str>, settings: Arc<str>, memory_bytes: usize, now_ms: u64, request_id: String) -> Self {
+    pub fn new(
+        policy: Arc<str>,
+        settings: Arc<str>,
+        memory_bytes: usize,
+        now_ms: u64,
+        request_id: String,
+    ) -> Self {
         // Nothing is inherited: no args, env, preopened dirs, sockets or stdio.
         let wasi = WasiCtx::builder().build();
         let limits = MemoryCap::new(memory_bytes);

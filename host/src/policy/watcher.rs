@@ -20,16 +20,17 @@ pub struct PolicyWatcher {
 impl PolicyWatcher {
     pub fn start(registry: Arc<PolicyRegistry>) -> Result<Self, notify::Error> {
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) => {
-                for path in &event.paths {
-                    if let Some(name) = policy_name(path) {
-                        let _ = tx.send(name);
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                Ok(event) => {
+                    for path in &event.paths {
+                        if let Some(name) = policy_name(path) {
+                            let _ = tx.send(name);
+                        }
                     }
                 }
-            }
-            Err(e) => tracing::warn!(error = %e, "policy folder watch error"),
-        })?;
+                Err(e) => tracing::warn!(error = %e, "policy folder watch error"),
+            })?;
         watcher.watch(registry.dir(), RecursiveMode::NonRecursive)?;
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {

@@ -1,0 +1,38 @@
+# Entry points: `make demo` and `make test` on a fresh machine.
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip2
+GUESTS := http-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output
+GUEST_FLAGS := $(foreach g,$(GUESTS),-p $(g))
+
+.PHONY: all toolchain plugins build test demo bench fmt lint clean
+
+all: build plugins
+
+toolchain:
+	@rustup target list --installed 2>/dev/null | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+plugins: toolchain
+	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(GUEST_FLAGS)
+
+build:
+	$(CARGO) build -p gatehouse -p gatehouse-tests --bins
+
+test: toolchain plugins build
+	$(CARGO) test --workspace --exclude gatehouse-tests
+	$(CARGO) test -p gatehouse-tests -- --test-threads 2
+
+demo: toolchain plugins build
+	bash tests/demo/run.sh
+
+bench: toolchain plugins build
+	$(CARGO) bench -p gatehouse-tests --bench gateway
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
