@@ -24,8 +24,9 @@ test: toolchain plugins build
 demo: toolchain plugins build
 	bash tests/demo/run.sh
 
-bench: toolchain plugins build
-	$(CARGO) bench -p gatehouse-tests --bench gateway
+bench: toolchain plugins
+	$(CARGO) build --release -p gatehouse
+	GATEHOUSE_BIN=target/release/gatehouse $(CARGO) bench -p gatehouse-tests --bench gateway
 
 fmt:
 	$(CARGO) fmt --all

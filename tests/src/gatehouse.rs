@@ -16,6 +16,7 @@ use crate::{gatehouse_bin, policy_wasm, root};
 pub struct GatehouseBuilder {
     dir: TempDir,
     body: String,
+    database: String,
     env: Vec<(String, String)>,
 }
 
@@ -39,6 +40,7 @@ impl GatehouseBuilder {
         Self {
             dir,
             body: String::new(),
+            database: "sqlite://audit.db".into(),
             env: vec![(
                 "GATEHOUSE_UPSTREAM_TOKEN".into(),
                 crate::UPSTREAM_TOKEN.into(),
@@ -94,6 +96,12 @@ secret = {{ env = "GATEHOUSE_UPSTREAM_TOKEN" }}
         ))
     }
 
+    /// Uses another audit database (e.g. a PostgreSQL URL).
+    pub fn database(mut self, url: &str) -> Self {
+        self.database = url.to_string();
+        self
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
@@ -102,7 +110,8 @@ secret = {{ env = "GATEHOUSE_UPSTREAM_TOKEN" }}
     pub fn write_config(&self) -> PathBuf {
         let cache = root().join("target/gatehouse-test-cache");
         let text = format!(
-            "[audit]\ndatabase = \"sqlite://audit.db\"\n\n[policies]\ndir = \"policies\"\ncache_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{}",
+            "[audit]\ndatabase = \"{}\"\n\n[policies]\ndir = \"policies\"\ncache_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{}",
+            self.database,
             cache.display(),
             self.body
         );

@@ -6,6 +6,7 @@
 //! (`make plugins`); the Makefile does both before `cargo test`.
 
 pub mod gatehouse;
+pub mod postgres;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -18,12 +19,16 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The built `gatehouse` binary.
+/// The built `gatehouse` binary: `$GATEHOUSE_BIN` when set (a relative path
+/// is taken from the workspace root), else the debug build.
 pub fn gatehouse_bin() -> PathBuf {
-    let p = root().join("target/debug/gatehouse");
+    let p = match std::env::var_os("GATEHOUSE_BIN").filter(|v| !v.is_empty()) {
+        Some(v) => root().join(v),
+        None => root().join("target/debug/gatehouse"),
+    };
     assert!(
         p.exists(),
-        "{} is missing: run `cargo build -p gatehouse` (or `make test`)",
+        "{} is missing: run `cargo build -p gatehouse` (or `make test`), or point GATEHOUSE_BIN at a built binary",
         p.display()
     );
     p

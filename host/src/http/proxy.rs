@@ -226,7 +226,7 @@ impl HttpProxy {
                 )));
             }
             let masked =
-                mask_json(&prefix_bytes, &req_compiled).map_err(|e| ProxyError::BadRequest(e))?;
+                mask_json(&prefix_bytes, &req_compiled).map_err(ProxyError::BadRequest)?;
             Full::new(Bytes::from(masked))
                 .map_err(|e| match e {})
                 .boxed_unsync()

@@ -67,10 +67,13 @@ impl CompiledMasks {
     }
 }
 
+/// Rules plus literal secrets: what one compilation depends on.
+type CacheKey = (Vec<MaskRule>, Vec<String>);
+
 /// Compiles rule lists and caches the result by the list itself.
 pub struct MaskCompiler {
     hash_key: Arc<[u8]>,
-    cache: Mutex<HashMap<(Vec<MaskRule>, Vec<String>), Arc<CompiledMasks>>>,
+    cache: Mutex<HashMap<CacheKey, Arc<CompiledMasks>>>,
 }
 
 impl MaskCompiler {
