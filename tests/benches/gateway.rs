@@ -137,7 +137,10 @@ fn request() -> http::HttpRequest {
         headers: vec![
             ("accept".into(), "application/json".into()),
             ("user-agent".into(), "bench/1.0".into()),
-            ("x-trace-id".into(), "0af7651916cd43dd8448eb211c80319c".into()),
+            (
+                "x-trace-id".into(),
+                "0af7651916cd43dd8448eb211c80319c".into(),
+            ),
         ],
         body: Vec::new(),
         body_complete: true,
@@ -222,7 +225,10 @@ fn bench_decisions(engine: &Arc<PolicyEngine>, report: &mut Report) {
     let r = stats(&mut reused_samples).expect("samples");
 
     let ratio = f.mean / r.mean;
-    println!("verdict for GET {}: {verdict}; failures: {failures}", req.path);
+    println!(
+        "verdict for GET {}: {verdict}; failures: {failures}",
+        req.path
+    );
     println!(
         "fresh instance : mean {:8.1} µs  p50 {:8.1} µs  p99 {:8.1} µs  max {:8.1} µs  ({:.0} decisions/s on one thread)",
         f.mean,
@@ -419,10 +425,9 @@ async fn drive(c: &reqwest::Client, url: &str, bearer: &str, total: usize) -> Lo
                         let status = resp.status();
                         match resp.bytes().await {
                             Ok(_) if status.is_success() => Ok(()),
-                            Ok(body) => Err(format!(
-                                "HTTP {status}: {}",
-                                String::from_utf8_lossy(&body)
-                            )),
+                            Ok(body) => {
+                                Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)))
+                            }
                             Err(e) => Err(format!("reading body: {e}")),
                         }
                     }
@@ -519,7 +524,10 @@ async fn bench_http(c: &reqwest::Client, report: &mut Report) {
     report.row(
         "http direct to upstream (req/s, p50/p99)",
         format!("{d_rps:.0}, {:.0}/{:.0} µs", d.p50, d.p99),
-        format!("c={CONCURRENCY}, n={HTTP_REQUESTS}, {} errors", direct.errors),
+        format!(
+            "c={CONCURRENCY}, n={HTTP_REQUESTS}, {} errors",
+            direct.errors
+        ),
     );
     report.row(
         "http through gateway (req/s, p50/p99)",

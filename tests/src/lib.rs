@@ -7,6 +7,7 @@
 
 pub mod gatehouse;
 pub mod postgres;
+pub mod tls;
 pub mod upstream;
 
 use std::path::PathBuf;

@@ -22,20 +22,52 @@ async fn the_audit_trail_works_on_postgresql() {
         .start();
     let key = gh.create_key("pg-bot", &["dev"]);
     let c = reqwest::Client::builder().no_proxy().build().unwrap();
-    assert_eq!(c.get(gh.url("api", "/echo")).bearer_auth(&key).send().await.unwrap().status(), 200);
-    assert_eq!(c.delete(gh.url("api", "/x")).bearer_auth(&key).send().await.unwrap().status(), 403);
+    assert_eq!(
+        c.get(gh.url("api", "/echo"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.delete(gh.url("api", "/x"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 
     let started = Instant::now();
     while db.sql("SELECT COUNT(*) FROM events") != "2" {
-        assert!(started.elapsed() < Duration::from_secs(10), "events not written to PostgreSQL");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "events not written to PostgreSQL"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(db.sql("SELECT string_agg(verdict, ',' ORDER BY at_ms) FROM events"), "allow,deny");
-    assert_eq!(db.sql("SELECT COUNT(*) FROM api_keys WHERE name = 'pg-bot'"), "1");
-    assert_eq!(db.sql("SELECT COUNT(*) FROM api_keys WHERE secret_hash LIKE 'ghk_%'"), "0");
+    assert_eq!(
+        db.sql("SELECT string_agg(verdict, ',' ORDER BY at_ms) FROM events"),
+        "allow,deny"
+    );
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM api_keys WHERE name = 'pg-bot'"),
+        "1"
+    );
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM api_keys WHERE secret_hash LIKE 'ghk_%'"),
+        "0"
+    );
 
     let out = gh.cli(&["audit", "verify"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let sessions = String::from_utf8_lossy(&gh.cli(&["audit", "sessions"]).stdout).to_string();
     assert!(sessions.contains("pg-bot"), "{sessions}");
 
@@ -54,7 +86,13 @@ async fn a_failing_store_stops_admission_and_nothing_accepted_is_lost() {
         .start();
     let key = gh.create_key("pg-bot", &[]);
     let c = reqwest::Client::builder().no_proxy().build().unwrap();
-    let get = || async { c.get(gh.url("api", "/ok")).bearer_auth(&key).send().await.unwrap() };
+    let get = || async {
+        c.get(gh.url("api", "/ok"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+    };
     assert_eq!(get().await.status(), 200);
 
     // The store breaks: the next records cannot be written.
@@ -75,7 +113,10 @@ async fn a_failing_store_stops_admission_and_nothing_accepted_is_lost() {
             }
             s => panic!("unexpected status {s}"),
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "the gateway kept admitting requests");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the gateway kept admitting requests"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let health = c.get(gh.admin_url("/healthz")).send().await.unwrap();
@@ -91,18 +132,41 @@ async fn a_failing_store_stops_admission_and_nothing_accepted_is_lost() {
             break;
         }
         rejected += 1;
-        assert!(started.elapsed() < Duration::from_secs(15), "admission did not resume");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "admission did not resume"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let want = (accepted + rejected).to_string();
     let started = Instant::now();
     while db.sql("SELECT COUNT(*) FROM events") != want {
-        assert!(started.elapsed() < Duration::from_secs(15), "records lost: {} of {want}", db.sql("SELECT COUNT(*) FROM events"));
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "records lost: {} of {want}",
+            db.sql("SELECT COUNT(*) FROM events")
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(db.sql("SELECT COUNT(*) FROM events WHERE verdict = 'allow'"), accepted.to_string());
-    assert_eq!(db.sql("SELECT COUNT(*) FROM events WHERE verdict = 'rejected'"), rejected.to_string());
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM events WHERE verdict = 'allow'"),
+        accepted.to_string()
+    );
+    assert_eq!(
+        db.sql("SELECT COUNT(*) FROM events WHERE verdict = 'rejected'"),
+        rejected.to_string()
+    );
     assert!(gh.cli(&["audit", "verify"]).status.success());
-    let metrics = c.get(gh.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(!metrics.contains("gatehouse_audit_write_errors_total 0"), "{metrics}");
+    let metrics = c
+        .get(gh.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("gatehouse_audit_write_errors_total 0"),
+        "{metrics}"
+    );
 }

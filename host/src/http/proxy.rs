@@ -225,8 +225,7 @@ impl HttpProxy {
                     self.inspect_limit
                 )));
             }
-            let masked =
-                mask_json(&prefix_bytes, &req_compiled).map_err(ProxyError::BadRequest)?;
+            let masked = mask_json(&prefix_bytes, &req_compiled).map_err(ProxyError::BadRequest)?;
             Full::new(Bytes::from(masked))
                 .map_err(|e| match e {})
                 .boxed_unsync()
