@@ -32,8 +32,13 @@ impl StoreState {
         now_ms: u64,
         request_id: String,
     ) -> Self {
-        // Nothing is inherited: no args, env, preopened dirs, sockets or stdio.
-        let wasi = WasiCtx::builder().build();
+        // Nothing is inherited: no args, env, preopened dirs, sockets or stdio;
+        // WASI's clocks show the same frozen instant as `now-ms`, so a decision
+        // cannot depend on time passing while it runs.
+        let wasi = WasiCtx::builder()
+            .wall_clock(FrozenClock(now_ms))
+            .monotonic_clock(FrozenClock(now_ms))
+            .build();
         let limits = MemoryCap::new(memory_bytes);
         Self {
             wasi,
@@ -45,6 +50,27 @@ impl StoreState {
             request_id,
             logged: 0,
         }
+    }
+}
+
+/// A clock that does not move during one decision.
+struct FrozenClock(u64);
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0)
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+    fn now(&self) -> u64 {
+        self.0.saturating_mul(1_000_000)
     }
 }
 
