@@ -5,13 +5,24 @@ use std::process::Command;
 use gatehouse_tests::{gatehouse_bin, policy_wasm};
 
 fn gatehouse(args: &[&str]) -> std::process::Output {
-    Command::new(gatehouse_bin()).args(args).output().expect("run gatehouse")
+    Command::new(gatehouse_bin())
+        .args(args)
+        .output()
+        .expect("run gatehouse")
 }
 
 #[test]
 fn policy_check_describes_a_good_component() {
-    let out = gatehouse(&["policy", "check", policy_wasm("http-guard").to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gatehouse(&[
+        "policy",
+        "check",
+        policy_wasm("http-guard").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["description"]["name"], "http-guard");
     assert_eq!(v["description"]["protocols"], serde_json::json!(["http"]));
@@ -30,10 +41,19 @@ fn policy_check_explains_what_is_wrong() {
 
     let settings = dir.path().join("bad.json");
     std::fs::write(&settings, r#"{"deny": [{"methods": ["GTE"]}]}"#).unwrap();
-    let out = gatehouse(&["policy", "check", policy_wasm("http-guard").to_str().unwrap(), "--settings", settings.to_str().unwrap()]);
+    let out = gatehouse(&[
+        "policy",
+        "check",
+        policy_wasm("http-guard").to_str().unwrap(),
+        "--settings",
+        settings.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("settings rejected by the policy") && err.contains("GTE"), "{err}");
+    assert!(
+        err.contains("settings rejected by the policy") && err.contains("GTE"),
+        "{err}"
+    );
 
     let out = gatehouse(&["policy", "check", "/nonexistent.wasm"]);
     assert!(!out.status.success());
