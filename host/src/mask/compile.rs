@@ -123,7 +123,8 @@ impl MaskCompiler {
                 .properties()
                 .maximum_len()
                 .unwrap_or(UNBOUNDED_PATTERN_WINDOW);
-            window = window.max(max.min(MAX_WINDOW));
+            // One byte more than the longest match, for look-ahead (`\b`).
+            window = window.max(max.min(MAX_WINDOW) + 1);
             patterns.push(pattern);
             text_rules.push(rule);
             Ok(())
@@ -223,11 +224,14 @@ mod tests {
         let m = c
             .compile(&[rule(MaskTarget::Pattern("ab{2,10}".into()))], &[])
             .unwrap();
-        assert_eq!(m.text.as_ref().unwrap().window, 11);
+        assert_eq!(m.text.as_ref().unwrap().window, 12);
         let m = c
             .compile(&[rule(MaskTarget::Pattern("a+".into()))], &[])
             .unwrap();
-        assert_eq!(m.text.as_ref().unwrap().window, UNBOUNDED_PATTERN_WINDOW);
+        assert_eq!(
+            m.text.as_ref().unwrap().window,
+            UNBOUNDED_PATTERN_WINDOW + 1
+        );
     }
 
     #[test]
