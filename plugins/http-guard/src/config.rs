@@ -3,7 +3,7 @@
 
 use gatehouse_sdk::MaskRule;
 use gatehouse_sdk::types::{MaskMethod, PartialKeep};
-use regex::Regex;
+use regex_lite::Regex;
 use serde_json::{Map, Value};
 
 /// Methods accepted in `methods` lists (compared case-insensitively).
@@ -72,7 +72,26 @@ impl Matcher {
     }
 }
 
-/// Parses and validates the settings JSON (`""` counts as `{}`).
+/// Everything `parse` checks, plus mask patterns parsed with the same
+/// parser the host compiles them with. Run once, from `validate-config`.
+pub fn validate(json: &str) -> Result<Config, String> {
+    let config = parse(json)?;
+    for (name, list) in [
+        ("mask_response", &config.mask_response),
+        ("mask_request", &config.mask_request),
+    ] {
+        for (i, rule) in list.iter().enumerate() {
+            if let gatehouse_sdk::types::MaskTarget::Pattern(p) = &rule.target {
+                regex_syntax::parse(p)
+                    .map_err(|e| format!("{name}[{i}].pattern: invalid regex: {e}"))?;
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// Parses the settings JSON (`""` counts as `{}`). Cheap enough to run in
+/// every fresh instance.
 pub fn parse(json: &str) -> Result<Config, String> {
     let json = if json.trim().is_empty() { "{}" } else { json };
     let value: Value =
@@ -292,10 +311,8 @@ fn mask_rule(v: &Value, path: &str) -> Result<MaskRule, String> {
             }
             MaskRule::json_pointer(value)
         }
-        "pattern" => {
-            Regex::new(&value).map_err(|e| format!("{path}.pattern: invalid regex: {e}"))?;
-            MaskRule::pattern(value)
-        }
+        // Checked once at load by `validate`, with the host's own parser.
+        "pattern" => MaskRule::pattern(value),
         _ => MaskRule::detector(value),
     };
     Ok(rule.with_method(mask_method(obj.get("method"), path)?))

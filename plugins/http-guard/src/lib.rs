@@ -41,7 +41,7 @@ impl bindings::meta::Guest for HttpGuard {
     }
 
     fn validate_config(settings: String) -> Result<(), String> {
-        config::parse(&settings).map(|_| ())
+        config::validate(&settings).map(|_| ())
     }
 }
 
