@@ -10,7 +10,9 @@ use tokio::sync::mpsc;
 
 use super::registry::{PolicyRegistry, policy_name};
 
-const DEBOUNCE: Duration = Duration::from_millis(150);
+/// Quiet period after the last event before reloading. A slow, non-atomic copy
+/// keeps producing events and so keeps postponing the reload.
+const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct PolicyWatcher {
