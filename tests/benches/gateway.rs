@@ -224,6 +224,24 @@ fn bench_decisions(engine: &Arc<PolicyEngine>, report: &mut Report) {
     let (mut reused_samples, reused_total) = reused;
     let r = stats(&mut reused_samples).expect("samples");
 
+    // Baseline for the fresh-instance cost: a guest that parses no settings.
+    let allow_bytes = std::fs::read(policy_wasm("allow-all")).expect("read allow-all component");
+    let allow_all = LoadedPolicy::load(engine, "allow-all", &allow_bytes, "{}", limits)
+        .unwrap_or_else(|e| panic!("loading allow-all failed: {e}"));
+    for _ in 0..100 {
+        let _ = allow_all.http_on_request(&ctx, &req);
+    }
+    let mut minimal = Vec::with_capacity(DECISIONS);
+    for _ in 0..DECISIONS {
+        let t = Instant::now();
+        match allow_all.http_on_request(&ctx, &req) {
+            Some(Ok(_)) => {}
+            _ => failures += 1,
+        }
+        minimal.push(us(t.elapsed()));
+    }
+    let a = stats(&mut minimal).expect("samples");
+
     let ratio = f.mean / r.mean;
     println!(
         "verdict for GET {}: {verdict}; failures: {failures}",
@@ -245,6 +263,10 @@ fn bench_decisions(engine: &Arc<PolicyEngine>, report: &mut Report) {
         r.max,
         DECISIONS as f64 / reused_total.as_secs_f64()
     );
+    println!(
+        "allow-all fresh: mean {:8.1} µs  p50 {:8.1} µs  p99 {:8.1} µs  max {:8.1} µs  (baseline: instantiate + trivial guest)",
+        a.mean, a.p50, a.p99, a.max
+    );
     println!("fresh / reused : {ratio:.2}x (mean)");
     println!();
     report.row(
@@ -256,6 +278,11 @@ fn bench_decisions(engine: &Arc<PolicyEngine>, report: &mut Report) {
         "decision, reused instance (mean/p50/p99)",
         format!("{:.1}/{:.1}/{:.1} µs", r.mean, r.p50, r.p99),
         "same hook, one instance",
+    );
+    report.row(
+        "decision, allow-all fresh (mean/p50/p99)",
+        format!("{:.1}/{:.1}/{:.1} µs", a.mean, a.p50, a.p99),
+        "baseline: instantiate + trivial guest",
     );
     report.row(
         "fresh / reused",
