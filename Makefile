@@ -1,7 +1,7 @@
 # Entry points: `make demo` and `make test` on a fresh machine.
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
-GUESTS := http-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output
+GUESTS := http-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe
 GUEST_FLAGS := $(foreach g,$(GUESTS),-p $(g))
 
 .PHONY: all toolchain plugins build test demo bench fmt lint clean

@@ -124,3 +124,28 @@ async fn each_hostile_policy_is_contained_and_others_keep_serving() {
     assert!(failures >= 21, "{failures}");
     assert!(gh.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_sees_no_environment_filesystem_or_network_and_a_frozen_clock() {
+    let upstream = Upstream::start().await;
+    let gh = GatehouseBuilder::new()
+        .policy("probe", "sandbox-probe", None)
+        .config("[policies.overrides.probe]\ntimeout_ms = 2000\n")
+        .http_connection("probe", &upstream.url(), &["probe"], "")
+        .env("GATEHOUSE_SECRET_THAT_MUST_NOT_LEAK", "x")
+        .start();
+    let key = gh.create_key("ci-bot", &[]);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = client
+        .get(gh.url("probe", "/echo"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["reason"],
+        "env=0 args=0 fs_root=denied fs_file=denied net=denied wall_moved=false mono_moved=false wall_matches_host=true"
+    );
+}
