@@ -23,8 +23,9 @@
 //! use gatehouse_sdk::types::{Context, Decision, Protocol};
 //! use gatehouse_sdk::{allow, deny, log};
 //!
-//! // `wit` is relative to the plugin's Cargo.toml.
-//! gatehouse_sdk::export_policy!(NoDeletes, wit: "wit", hooks: [http]);
+//! // `wit` is the folder holding the gatehouse:policy package, relative to the
+//! // plugin's Cargo.toml (here the SDK's own, in this repository).
+//! gatehouse_sdk::export_policy!(NoDeletes, wit: "../wit", hooks: [http]);
 //!
 //! use bindings::http::{HttpRequest, HttpResponse};
 //! use bindings::meta::Description;

@@ -123,7 +123,11 @@ impl Upstream {
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
-        if let Ok(v) = HeaderValue::from_str(client_addr.split(':').next().unwrap_or("")) {
+        let client_ip = client_addr
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|_| client_addr.to_string());
+        if let Ok(v) = HeaderValue::from_str(&client_ip) {
             headers.append("x-forwarded-for", v);
         }
         if let Some(c) = &self.credential {
