@@ -415,3 +415,89 @@ async fn config_errors_name_the_key_and_stop_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("connections[0].upstream"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_masks_apply_before_the_upstream_sees_the_request() {
+    let upstream = Upstream::start().await;
+    let gh = GatehouseBuilder::new()
+        .policy(
+            "guard",
+            "http-guard",
+            Some(json!({"mask_request": [{"header": "x-api-secret"}, {"detector": "email"}]})),
+        )
+        .http_connection("api", &upstream.url(), &["guard"], "")
+        .start();
+    let key = gh.create_key("ci-bot", &[]);
+    let body = client()
+        .post(gh.url("api", "/echo"))
+        .bearer_auth(&key)
+        .header("x-api-secret", "s3cr3t-value")
+        .body(r#"{"to": "bob@example.com", "text": "hi"}"#)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let echo: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["headers"]["x-api-secret"], "[MASKED:header]", "{body}");
+    assert_eq!(echo["body"], r#"{"to": "[MASKED:email]", "text": "hi"}"#);
+    gh.wait_for_events(1);
+    let detail: String = gh
+        .audit_db()
+        .query_row("SELECT detail FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        !detail.contains("bob@example.com") && !detail.contains("s3cr3t-value"),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approval_is_reported_until_the_workflow_exists_and_json_limits_fail_closed() {
+    let upstream = Upstream::start().await;
+    let gh = GatehouseBuilder::new()
+        .policy(
+            "guard",
+            "http-guard",
+            Some(json!({
+                "approve": [{"methods": ["POST"], "path_prefix": "/deploy", "approver_groups": ["ops"], "reason": "deploys need approval"}],
+                "mask_response": [{"json_pointer": "/data"}]
+            })),
+        )
+        .http_connection("api", &upstream.url(), &["guard"], "json_mask_limit_bytes = 1024")
+        .start();
+    let key = gh.create_key("ci-bot", &[]);
+    let resp = client()
+        .post(gh.url("api", "/deploy/web"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "approval_required");
+    assert_eq!(body["error"]["reason"], "deploys need approval");
+    assert_eq!(body["error"]["approver_groups"], json!(["ops"]));
+
+    // The JSON mask needs the whole body; 64 KiB is over the 1 KiB limit.
+    let resp = client()
+        .get(gh.url("api", "/big?bytes=65536"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "mask_failed"
+    );
+    // And a body that is not JSON cannot be masked by pointer either.
+    let resp = client()
+        .get(gh.url("api", "/ok"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+}

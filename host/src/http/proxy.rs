@@ -196,6 +196,8 @@ impl HttpProxy {
         ex.request_decision = Some(outcome);
         self.check_verdict(verdict)?;
         let req_compiled = self.compile(&request_masks, false)?;
+        // What is recorded from here on is masked like the request itself.
+        ex.record_masks = Some(self.compile(&request_masks, true)?);
 
         // What the upstream will see, recorded with masks applied.
         let mut captured_req = Capture::new(self.capture_limit);
@@ -230,6 +232,11 @@ impl HttpProxy {
                 .map_err(|e| match e {})
                 .boxed_unsync()
         };
+        ex.request_headers = event::visible_headers(&parts.headers, &cred_header);
+        if req_compiled.text.is_some() || !req_compiled.json_pointers.is_empty() {
+            // Masking changes the length; hyper frames the new body itself.
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        }
         parts.uri = self
             .upstream
             .uri_for(&parts.uri)
@@ -452,6 +459,19 @@ impl HttpProxy {
                 "error": c.error,
             })
         };
+        let mask_headers = |headers: &[(String, String)]| -> Vec<(String, String)> {
+            headers
+                .iter()
+                .map(|(k, v)| {
+                    let v = masks
+                        .as_ref()
+                        .and_then(|m| m.header_value(k, v.as_bytes()))
+                        .map(|m| String::from_utf8_lossy(&m).into_owned())
+                        .unwrap_or_else(|| v.clone());
+                    (k.clone(), v)
+                })
+                .collect()
+        };
         let status = ex
             .status
             .map(|s| s.to_string())
@@ -462,7 +482,7 @@ impl HttpProxy {
             "request": {
                 "method": ex.method,
                 "target": ex.target,
-                "headers": ex.request_headers,
+                "headers": mask_headers(&ex.request_headers),
                 "body": ex.request_body.as_ref().map(show),
             },
             "decisions": {
@@ -471,7 +491,7 @@ impl HttpProxy {
             },
             "response": {
                 "status": ex.status,
-                "headers": ex.response_headers,
+                "headers": mask_headers(&ex.response_headers),
                 "body": response.as_ref().map(show),
             },
             "error": err.map(|e| json!({"code": e.code(), "message": e.to_string()})),
