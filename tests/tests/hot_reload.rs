@@ -176,3 +176,45 @@ async fn wait_for_error(c: &reqwest::Client, gh: &gatehouse_tests::Gatehouse) ->
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_in_flight_decision_finishes_on_the_version_it_started_with() {
+    let upstream = Upstream::start().await;
+    let gh = GatehouseBuilder::new()
+        .policy(
+            "guard",
+            "deny-marker",
+            Some(json!({"reason": "old", "spin_iters": 1_500_000_000u64})),
+        )
+        .config("[policies.overrides.guard]\ntimeout_ms = 10000\n")
+        .http_connection("api", &upstream.url(), &["guard"], "")
+        .start();
+    let key = gh.create_key("ci-bot", &[]);
+    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = gh.url("api", "/echo");
+
+    let slow = {
+        let (c, url, key) = (c.clone(), url.clone(), key.clone());
+        tokio::spawn(async move {
+            let r = reason(&c, &url, &key).await;
+            (r, Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gh.install_policy("guard", "deny-marker", Some(json!({"reason": "new"})));
+    // A request that reached the old version would spin too; give the reload
+    // (~60 ms) ample time before asking.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_for(&c, &url, &key, "new").await;
+    let new_served_at = Instant::now();
+    let ((status, got), old_done_at) = slow.await.unwrap();
+    assert_eq!(status, 403);
+    assert_eq!(
+        got, "old",
+        "the in-flight call must finish on the old version"
+    );
+    assert!(
+        new_served_at < old_done_at,
+        "the new version must serve while the old call is still running"
+    );
+}

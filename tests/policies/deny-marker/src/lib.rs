@@ -1,6 +1,7 @@
 //! Test policy for hot reload: `on-request` denies with the reason from the
-//! settings key `"reason"` (default `denied by deny-marker`); `on-response`
-//! allows.
+//! settings key `"reason"` (default `denied by deny-marker`), after spinning
+//! for `"spin_iters"` loop iterations when set (to keep a call in flight);
+//! `on-response` allows.
 
 use gatehouse_sdk::types::{Context, Decision, Protocol};
 use gatehouse_sdk::{allow, deny};
@@ -16,6 +17,8 @@ pub const DEFAULT_REASON: &str = "denied by deny-marker";
 struct Settings {
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    spin_iters: u64,
 }
 
 pub struct DenyMarker;
@@ -27,7 +30,7 @@ impl bindings::meta::Guest for DenyMarker {
             version: "1.0.0".into(),
             summary: "Denies every request with the reason from settings (test policy)".into(),
             protocols: vec![Protocol::Http],
-            settings_schema: r#"{"type":"object","properties":{"reason":{"type":"string"}}}"#
+            settings_schema: r#"{"type":"object","properties":{"reason":{"type":"string"},"spin_iters":{"type":"integer","minimum":0}}}"#
                 .into(),
         }
     }
@@ -39,10 +42,13 @@ impl bindings::meta::Guest for DenyMarker {
 
 impl bindings::http::Guest for DenyMarker {
     fn on_request(_: Context, _: HttpRequest) -> Decision {
-        let reason = gatehouse_sdk::settings::<Settings>()
-            .ok()
-            .and_then(|s| s.reason)
-            .unwrap_or_else(|| DEFAULT_REASON.to_owned());
+        let settings = gatehouse_sdk::settings::<Settings>().unwrap_or_default();
+        let mut x = 0u64;
+        for i in 0..settings.spin_iters {
+            x = x.wrapping_add(std::hint::black_box(i));
+        }
+        std::hint::black_box(x);
+        let reason = settings.reason.unwrap_or_else(|| DEFAULT_REASON.to_owned());
         deny(reason).annotate("policy", "deny-marker")
     }
 
