@@ -25,6 +25,10 @@ async fn gateway(upstream: &Upstream) -> gatehouse_tests::Gatehouse {
         .start()
 }
 
+async fn body_of(request: reqwest::RequestBuilder) -> String {
+    request.send().await.unwrap().text().await.unwrap()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -279,30 +283,9 @@ async fn the_audit_trail_records_everything_and_its_chain_verifies() {
     let gh = gateway(&upstream).await;
     let key = gh.create_key("ci-bot", &["dev"]);
     let c = client();
-    c.get(gh.url("api", "/echo"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    c.delete(gh.url("api", "/admin/x"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    c.get(gh.url("api", "/split-secret"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    body_of(c.get(gh.url("api", "/echo")).bearer_auth(&key)).await;
+    body_of(c.delete(gh.url("api", "/admin/x")).bearer_auth(&key)).await;
+    body_of(c.get(gh.url("api", "/split-secret")).bearer_auth(&key)).await;
     gh.wait_for_events(3);
 
     let db = gh.audit_db();

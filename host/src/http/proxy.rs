@@ -95,26 +95,12 @@ impl HttpProxy {
         let request_id = uuid::Uuid::now_v7().to_string();
         let span = tracing::info_span!("request", id = %request_id, method = %req.method(), path = %req.uri().path(), principal = tracing::field::Empty);
         async move {
-            let mut ex = Exchange {
-                request_id: request_id.clone(),
-                started: Instant::now(),
-                at_ms: crate::audit::record::now_ms(),
-                principal: None,
-                presented: None,
-                method: req.method().to_string(),
-                target: req
-                    .uri()
-                    .path_and_query()
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
-                request_headers: vec![],
-                request_body: None,
-                request_decision: None,
-                response_decision: None,
-                status: None,
-                response_headers: vec![],
-                record_masks: None,
-            };
+            let target = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let mut ex = Exchange::new(request_id.clone(), req.method().to_string(), target);
             match self.exchange(req, &session, &mut ex).await {
                 Ok(resp) => resp,
                 Err(err) => {
@@ -519,14 +505,18 @@ impl Exchange {
     /// An empty stand-in left behind when the exchange moves into the
     /// response task.
     fn placeholder(&self) -> Exchange {
+        Exchange::new(self.request_id.clone(), String::new(), String::new())
+    }
+
+    fn new(request_id: String, method: String, target: String) -> Exchange {
         Exchange {
-            request_id: self.request_id.clone(),
-            started: self.started,
-            at_ms: self.at_ms,
+            request_id,
+            started: Instant::now(),
+            at_ms: crate::audit::record::now_ms(),
             principal: None,
             presented: None,
-            method: String::new(),
-            target: String::new(),
+            method,
+            target,
             request_headers: vec![],
             request_body: None,
             request_decision: None,
