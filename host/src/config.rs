@@ -222,11 +222,17 @@ pub struct ConnectionConfig {
     /// How many request-body bytes policies see.
     #[serde(default = "default_inspect")]
     pub inspect_body_bytes: usize,
+    /// How long to wait for the upstream's response head.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_ms: u64,
     /// Largest JSON body that `json-pointer` masks will hold in memory.
     #[serde(default = "default_json_mask_limit")]
     pub json_mask_limit_bytes: usize,
 }
 
+fn default_upstream_timeout() -> u64 {
+    60_000
+}
 fn default_inspect() -> usize {
     64 * 1024
 }
@@ -418,6 +424,9 @@ impl Config {
                         "a policy name is a file stem, e.g. \"http-guard\"".into(),
                     ));
                 }
+            }
+            if c.upstream_timeout_ms == 0 {
+                return Err((key("upstream_timeout_ms"), "must be at least 1".into()));
             }
             if let Some(cred) = &c.credential {
                 http::HeaderName::from_bytes(cred.header.as_bytes()).map_err(|_| {

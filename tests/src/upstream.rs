@@ -179,6 +179,10 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
                 .body(BodyExt::boxed(StreamBody::new(frames)))
                 .expect("response")
         }
+        "/hang" => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            full(StatusCode::OK, "text/plain", "too late")
+        }
         "/gzip" => Response::builder()
             .header("content-encoding", "gzip")
             .body(Full::new(Bytes::from_static(b"\x1f\x8b not really gzip")).boxed())

@@ -360,6 +360,12 @@ async fn a_missing_policy_denies_and_an_unreachable_upstream_is_a_502() {
         .policy("allow-all", "allow-all", None)
         .http_connection("missing", &upstream.url(), &["nope"], "")
         .http_connection("down", "http://127.0.0.1:9", &["allow-all"], "")
+        .http_connection(
+            "slow",
+            &upstream.url(),
+            &["allow-all"],
+            "upstream_timeout_ms = 300",
+        )
         .start();
     let key = gh.create_key("ci-bot", &[]);
     let resp = client()
@@ -383,6 +389,21 @@ async fn a_missing_policy_denies_and_an_unreachable_upstream_is_a_502() {
         resp.json::<Value>().await.unwrap()["error"]["code"],
         "upstream_unavailable"
     );
+
+    // An upstream that does not answer in time is a 504, and the gateway moves on.
+    let started = std::time::Instant::now();
+    let resp = client()
+        .get(gh.url("slow", "/hang"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "upstream_timeout"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -28,6 +28,8 @@ pub enum ProxyError {
     AuditUnavailable(AuditUnavailable),
     #[error("upstream unreachable: {0}")]
     Upstream(String),
+    #[error("the upstream did not answer within {0} ms")]
+    UpstreamTimeout(u64),
     #[error("{0}")]
     TooLarge(String),
     #[error("response could not be masked: {0}")]
@@ -47,6 +49,7 @@ impl ProxyError {
             | ProxyError::ApprovalRequired { .. } => StatusCode::FORBIDDEN,
             ProxyError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream(_) | ProxyError::MaskFailed(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -61,6 +64,7 @@ impl ProxyError {
             ProxyError::ApprovalRequired { .. } => "approval_required",
             ProxyError::AuditUnavailable(_) => "audit_unavailable",
             ProxyError::Upstream(_) => "upstream_unavailable",
+            ProxyError::UpstreamTimeout(_) => "upstream_timeout",
             ProxyError::TooLarge(_) => "too_large",
             ProxyError::MaskFailed(_) => "mask_failed",
             ProxyError::BadRequest(_) => "bad_request",

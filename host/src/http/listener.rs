@@ -14,6 +14,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use super::HttpProxy;
+
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 use super::event::SessionMeta;
 
 /// Serves `listener` until `shutdown` flips to true; then stops accepting and
@@ -86,7 +88,12 @@ async fn serve_one<I>(
         let session = svc_session.clone();
         async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, session).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes its request head is dropped.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {

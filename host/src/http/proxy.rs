@@ -36,6 +36,7 @@ pub struct HttpProxy {
     metrics: Arc<Metrics>,
     inspect_limit: usize,
     json_limit: usize,
+    upstream_timeout: std::time::Duration,
     capture_limit: usize,
 }
 
@@ -82,6 +83,7 @@ impl HttpProxy {
             masks,
             metrics,
             inspect_limit: c.inspect_body_bytes,
+            upstream_timeout: std::time::Duration::from_millis(c.upstream_timeout_ms),
             json_limit: c.json_mask_limit_bytes,
             capture_limit,
         })
@@ -232,12 +234,13 @@ impl HttpProxy {
         parts.version = http::Version::HTTP_11;
         let upstream_req = Request::from_parts(parts, upstream_body);
 
-        let resp = self
-            .upstream
-            .client
-            .request(upstream_req)
-            .await
-            .map_err(|e| ProxyError::Upstream(error_chain(&e)))?;
+        let resp = tokio::time::timeout(
+            self.upstream_timeout,
+            self.upstream.client.request(upstream_req),
+        )
+        .await
+        .map_err(|_| ProxyError::UpstreamTimeout(self.upstream_timeout.as_millis() as u64))?
+        .map_err(|e| ProxyError::Upstream(error_chain(&e)))?;
         let (mut rparts, rbody) = resp.into_parts();
         strip_hop_by_hop(&mut rparts.headers);
         ex.status = Some(rparts.status.as_u16());
