@@ -312,6 +312,8 @@ async fn the_audit_trail_records_everything_and_its_chain_verifies() {
     assert_eq!(d["version"], "0.1.0");
     assert_eq!(d["digest"].as_str().unwrap().len(), 64);
     assert_eq!(d["outcome"], "deny");
+    // The policy's annotations are kept with its decision.
+    assert_eq!(d["annotations"], json!([["rule", "deny[0]"]]));
     // What came back is stored as the caller saw it: masked.
     let masked: Value = serde_json::from_str(&rows[2].3).unwrap();
     assert_eq!(
