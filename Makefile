@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip2
 GUESTS := http-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe
 GUEST_FLAGS := $(foreach g,$(GUESTS),-p $(g))
 
-.PHONY: all toolchain plugins build test demo bench fmt lint clean
+.PHONY: all toolchain plugins oidc-harness build test demo bench fmt lint clean
 
 all: build plugins
 
@@ -14,10 +14,16 @@ toolchain:
 plugins: toolchain
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(GUEST_FLAGS)
 
+# The real OpenID provider the identity tests run against (npm registry).
+oidc-harness: tests/oidc/node_modules/.package-lock.json
+
+tests/oidc/node_modules/.package-lock.json: tests/oidc/package.json tests/oidc/package-lock.json
+	cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error
+
 build:
 	$(CARGO) build -p gatehouse -p gatehouse-tests --bins
 
-test: toolchain plugins build
+test: toolchain plugins oidc-harness build
 	$(CARGO) test --workspace --exclude gatehouse-tests
 	$(CARGO) test -p gatehouse-tests -- --test-threads 2
 

@@ -41,6 +41,8 @@ pub struct Config {
     #[serde(default)]
     pub masking: MaskingConfig,
     #[serde(default)]
+    pub identity: IdentityConfig,
+    #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
 }
 
@@ -191,6 +193,69 @@ pub struct MaskingConfig {
     pub hash_key: Option<SecretRef>,
 }
 
+/// Where identities come from besides Gatehouse API keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// OpenID Connect issuers whose bearer tokens are accepted.
+    #[serde(default)]
+    pub oidc: Vec<OidcIssuerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcIssuerConfig {
+    /// The issuer URL; discovery reads `ISSUER/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The `aud` a token must carry.
+    pub audience: String,
+    /// The claim holding groups: a list, or a string split on `groups_separator`.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    #[serde(default = "default_groups_separator")]
+    pub groups_separator: String,
+    /// Extra groups granted when a claim has a given value.
+    #[serde(default)]
+    pub claim_groups: Vec<ClaimGroups>,
+    /// A claim naming the person an agent acts for, besides RFC 8693 `act`.
+    pub delegation_claim: Option<String>,
+    /// Allowed clock skew for `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// How often the signing keys are fetched again.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// At most one extra key fetch per this interval when a token names an unknown key.
+    #[serde(default = "default_unknown_kid_interval")]
+    pub unknown_kid_refresh_secs: u64,
+    /// Extra CA certificates (PEM) for reaching the issuer.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimGroups {
+    pub claim: String,
+    pub value: String,
+    pub groups: Vec<String>,
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_groups_separator() -> String {
+    " ".into()
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_jwks_refresh() -> u64 {
+    3600
+}
+fn default_unknown_kid_interval() -> u64 {
+    10
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ProtocolKind {
@@ -338,6 +403,11 @@ impl Config {
                 fix(f);
             }
         }
+        for o in &mut self.identity.oidc {
+            if let Some(ca) = &mut o.ca_file {
+                fix(ca);
+            }
+        }
         if let Some(key) = &mut self.masking.hash_key
             && let Some(f) = &mut key.file
         {
@@ -448,6 +518,39 @@ impl Config {
                         return Err((key(field), format!("{} does not exist", p.display())));
                     }
                 }
+            }
+        }
+        for (i, o) in self.identity.oidc.iter().enumerate() {
+            let key = |field: &str| format!("identity.oidc[{i}].{field}");
+            let url: http::Uri = o
+                .issuer
+                .parse()
+                .map_err(|e| (key("issuer"), format!("not a URL: {e}")))?;
+            let loopback = matches!(
+                url.host(),
+                Some("127.0.0.1") | Some("localhost") | Some("[::1]")
+            );
+            match url.scheme_str() {
+                Some("https") => {}
+                Some("http") if loopback => {}
+                _ => {
+                    return Err((
+                        key("issuer"),
+                        "must be an https:// URL (http:// only on loopback, for tests)".into(),
+                    ));
+                }
+            }
+            if o.audience.is_empty() {
+                return Err((key("audience"), "must not be empty".into()));
+            }
+            if o.jwks_refresh_secs == 0 || o.unknown_kid_refresh_secs == 0 {
+                return Err((
+                    key("jwks_refresh_secs"),
+                    "refresh intervals must be at least 1 second".into(),
+                ));
+            }
+            if self.identity.oidc[..i].iter().any(|p| p.issuer == o.issuer) {
+                return Err((key("issuer"), format!("{} is configured twice", o.issuer)));
             }
         }
         if let Some(k) = &self.masking.hash_key {

@@ -12,7 +12,7 @@ use crate::admin::{self, AdminState};
 use crate::audit::{AuditSink, AuditStore};
 use crate::config::{Config, ProtocolKind};
 use crate::http::{HttpProxy, serve_connection};
-use crate::identity::ApiKeys;
+use crate::identity::{ApiKeys, Authenticator, OidcVerifier};
 use crate::mask::MaskCompiler;
 use crate::metrics::Metrics;
 use crate::policy::watcher::PolicyWatcher;
@@ -31,6 +31,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
         metrics.clone(),
     );
     let keys = Arc::new(ApiKeys::new(store.clone()));
+    let oidc = OidcVerifier::start(&config.identity.oidc)
+        .map_err(|e| anyhow::anyhow!("identity.oidc: {e}"))?;
+    let auth = Arc::new(Authenticator::new(keys.clone(), oidc));
 
     std::fs::create_dir_all(&config.policies.dir).with_context(|| {
         format!(
@@ -76,7 +79,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
                 let proxy = HttpProxy::new(
                     c,
                     chain,
-                    keys.clone(),
+                    auth.clone(),
                     audit.clone(),
                     masks.clone(),
                     metrics.clone(),

@@ -6,6 +6,7 @@
 //! (`make plugins`); the Makefile does both before `cargo test`.
 
 pub mod gatehouse;
+pub mod oidc;
 pub mod postgres;
 pub mod tls;
 pub mod upstream;

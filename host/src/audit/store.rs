@@ -33,6 +33,8 @@ pub struct ChainedEvent {
     pub at_ms: i64,
     pub kind: String,
     pub principal_subject: String,
+    /// The full principal, kept on the session the first time one is known.
+    pub principal_json: Option<String>,
     pub verdict: String,
     pub summary: String,
     pub detail: String,
@@ -231,10 +233,12 @@ impl AuditStore {
             .await?;
             sqlx::query(
                 "UPDATE sessions SET event_count = event_count + 1,
-                   principal_subject = COALESCE(principal_subject, NULLIF($2, '')) WHERE id = $1",
+                   principal_subject = COALESCE(principal_subject, NULLIF($2, '')),
+                   principal_json = COALESCE(principal_json, $3) WHERE id = $1",
             )
             .bind(&e.session_id)
             .bind(&e.principal_subject)
+            .bind(&e.principal_json)
             .execute(&mut *tx)
             .await?;
         }

@@ -227,6 +227,9 @@ fn prepare(
                 });
                 let seq = head.seq + 1;
                 let detail = detail.to_string();
+                let principal_json = principal
+                    .as_ref()
+                    .and_then(|p| serde_json::to_string(p).ok());
                 let principal_subject = principal.map(|p| p.subject).unwrap_or_default();
                 let kind = kind.as_str().to_string();
                 let hash = chain::hash(
@@ -248,6 +251,7 @@ fn prepare(
                     at_ms,
                     kind,
                     principal_subject,
+                    principal_json,
                     verdict,
                     summary,
                     detail,

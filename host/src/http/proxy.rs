@@ -18,7 +18,7 @@ use super::event::{self, SessionMeta};
 use super::upstream::{Upstream, strip_hop_by_hop};
 use crate::audit::{AuditEvent, AuditSink, EventKind, SessionInfo};
 use crate::config::ConnectionConfig;
-use crate::identity::{ApiKeys, AuthError, Principal};
+use crate::identity::{AuthError, Authenticator, Principal};
 use crate::mask::{CompiledMasks, MaskCompiler, MaskRule};
 use crate::metrics::Metrics;
 use crate::policy::PolicyChain;
@@ -30,7 +30,7 @@ pub struct HttpProxy {
     allowed_groups: Vec<String>,
     upstream: Upstream,
     chain: PolicyChain,
-    keys: Arc<ApiKeys>,
+    auth: Arc<Authenticator>,
     audit: AuditSink,
     masks: Arc<MaskCompiler>,
     metrics: Arc<Metrics>,
@@ -62,7 +62,7 @@ impl HttpProxy {
     pub fn new(
         c: &ConnectionConfig,
         chain: PolicyChain,
-        keys: Arc<ApiKeys>,
+        auth: Arc<Authenticator>,
         audit: AuditSink,
         masks: Arc<MaskCompiler>,
         metrics: Arc<Metrics>,
@@ -78,7 +78,7 @@ impl HttpProxy {
             allowed_groups: c.allowed_groups.clone(),
             upstream: Upstream::new(c)?,
             chain,
-            keys,
+            auth,
             audit,
             masks,
             metrics,
@@ -359,9 +359,9 @@ impl HttpProxy {
             return Err(ProxyError::Unauthenticated(AuthError::Missing));
         };
         // Record which credential was presented, never the secret part.
-        ex.presented = Some(presented_identity(presented));
+        ex.presented = Some(Authenticator::describe(presented));
         let principal = self
-            .keys
+            .auth
             .authenticate(presented)
             .await
             .map_err(ProxyError::Unauthenticated)?;
@@ -540,19 +540,6 @@ fn mask_json(bytes: &[u8], masks: &CompiledMasks) -> Result<Vec<u8>, String> {
         Some(t) => crate::mask::stream::mask_all(t, &masks.hash_key, &out),
         None => out,
     })
-}
-
-/// `key:<id>` for a well-formed API key, `unrecognised credential` otherwise.
-fn presented_identity(presented: &str) -> String {
-    match presented
-        .strip_prefix("ghk_")
-        .and_then(|r| r.split_once('_'))
-    {
-        Some((id, _)) if id.len() <= 32 && id.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-            format!("key:{id}")
-        }
-        _ => "unrecognised credential".into(),
-    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -78,9 +78,9 @@ impl Principal {
 /// Why a caller was refused. Messages never contain the credential.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
-    #[error("no credential: send `Authorization: Bearer <Gatehouse API key>`")]
+    #[error("no credential: send `Authorization: Bearer <Gatehouse API key or OIDC token>`")]
     Missing,
-    #[error("the credential is not a Gatehouse API key")]
+    #[error("the credential is neither a Gatehouse API key nor a token from a trusted issuer")]
     Malformed,
     #[error("unknown or wrong API key")]
     Unknown,
@@ -92,6 +92,8 @@ pub enum AuthError {
     NotAllowed(String),
     #[error("identity store unavailable: {0}")]
     Store(String),
+    #[error("invalid bearer token: {0}")]
+    InvalidToken(String),
 }
 
 impl AuthError {
@@ -104,6 +106,7 @@ impl AuthError {
             AuthError::Expired => "expired",
             AuthError::NotAllowed(_) => "not_allowed",
             AuthError::Store(_) => "store",
+            AuthError::InvalidToken(_) => "invalid_token",
         }
     }
 }
