@@ -1,5 +1,10 @@
-//! The admin listener: health, policy status and Prometheus metrics. Read-only
-//! for now, and meant to be bound to loopback or a management network.
+//! The admin listener. `/healthz` and `/metrics` are open (for probes and
+//! scrapers); `/v1/policies` is read-only status; `/v1/keys` changes state
+//! and requires a caller in one of `admin.admin_groups`, authenticated like
+//! any other caller (API key or OIDC token). Bind it to loopback or a
+//! management network.
+
+mod keys;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::audit::AuditSink;
+use crate::identity::{ApiKeys, AuthError, Authenticator, Principal};
 use crate::metrics::Metrics;
 use crate::policy::PolicyRegistry;
 
@@ -23,7 +29,12 @@ pub struct AdminState {
     pub registry: Arc<PolicyRegistry>,
     pub metrics: Arc<Metrics>,
     pub audit: AuditSink,
+    pub auth: Arc<Authenticator>,
+    pub keys: Arc<ApiKeys>,
+    pub admin_groups: Arc<[String]>,
 }
+
+pub type AdminResponse = Response<Full<Bytes>>;
 
 pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
     loop {
@@ -35,7 +46,7 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req)) }
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -44,48 +55,95 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch
     }
 }
 
-fn route(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET {
-        return reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "application/json",
-            json!({"error": "only GET is served here"}).to_string(),
-        );
-    }
-    match req.uri().path() {
-        "/healthz" => {
+async fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/healthz") => {
             let healthy = state.audit.is_healthy();
             let status = if healthy {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            reply(
+            json_reply(
                 status,
-                "application/json",
-                json!({"audit_store": if healthy {"ok"} else {"failing"}}).to_string(),
+                json!({"audit_store": if healthy {"ok"} else {"failing"}}),
             )
         }
-        "/v1/policies" => reply(
-            StatusCode::OK,
-            "application/json",
-            serde_json::to_string(&json!({"policies": state.registry.status()}))
-                .unwrap_or_default(),
-        ),
-        "/metrics" => reply(
+        (Method::GET, "/v1/policies") => {
+            json_reply(StatusCode::OK, json!({"policies": state.registry.status()}))
+        }
+        (Method::GET, "/metrics") => reply(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.encode(),
         ),
-        _ => reply(
+        (_, p) if p == "/v1/keys" || p.starts_with("/v1/keys/") => match admin(state, &req).await {
+            Ok(principal) => keys::handle(state, req, &principal).await,
+            Err(resp) => resp,
+        },
+        _ => json_reply(
             StatusCode::NOT_FOUND,
-            "application/json",
-            json!({"error": "not found"}).to_string(),
+            json!({"error": {"code": "not_found", "message": "no such endpoint"}}),
         ),
     }
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+/// Authenticates the caller and checks it is an administrator.
+async fn admin(state: &AdminState, req: &Request<Incoming>) -> Result<Principal, AdminResponse> {
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(presented) = presented else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            &AuthError::Missing.to_string(),
+        ));
+    };
+    let principal = state
+        .auth
+        .authenticate(presented)
+        .await
+        .map_err(|e| error(StatusCode::UNAUTHORIZED, "unauthenticated", &e.to_string()))?;
+    if state.admin_groups.is_empty() {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "no admin groups are configured (admin.admin_groups); the admin API is read-only",
+        ));
+    }
+    if !principal
+        .groups
+        .iter()
+        .any(|g| state.admin_groups.contains(g))
+    {
+        tracing::warn!(subject = %principal.subject, "admin request refused: not in an admin group");
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!(
+                "{} is not in an admin group ({})",
+                principal.subject,
+                state.admin_groups.join(", ")
+            ),
+        ));
+    }
+    Ok(principal)
+}
+
+pub fn error(status: StatusCode, code: &str, message: &str) -> AdminResponse {
+    json_reply(status, json!({"error": {"code": code, "message": message}}))
+}
+
+pub fn json_reply(status: StatusCode, body: serde_json::Value) -> AdminResponse {
+    reply(status, "application/json", body.to_string())
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> AdminResponse {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(

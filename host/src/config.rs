@@ -183,6 +183,10 @@ impl PoliciesConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// Groups whose members may change state through the admin API (keys).
+    /// Empty: no one may; the API stays read-only.
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

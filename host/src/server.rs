@@ -115,6 +115,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
             registry: registry.clone(),
             metrics: metrics.clone(),
             audit: audit.clone(),
+            auth: auth.clone(),
+            keys: keys.clone(),
+            admin_groups: a.admin_groups.clone().into(),
         };
         tasks.spawn(admin::serve(listener, state, shutdown.clone()));
     }

@@ -17,6 +17,7 @@ pub struct GatehouseBuilder {
     dir: TempDir,
     body: String,
     database: String,
+    admin_groups: Vec<String>,
     env: Vec<(String, String)>,
 }
 
@@ -41,6 +42,7 @@ impl GatehouseBuilder {
             dir,
             body: String::new(),
             database: "sqlite://audit.db".into(),
+            admin_groups: vec![],
             env: vec![(
                 "GATEHOUSE_UPSTREAM_TOKEN".into(),
                 crate::UPSTREAM_TOKEN.into(),
@@ -96,6 +98,12 @@ secret = {{ env = "GATEHOUSE_UPSTREAM_TOKEN" }}
         ))
     }
 
+    /// Groups allowed to change state through the admin API.
+    pub fn admin_groups(mut self, groups: &[&str]) -> Self {
+        self.admin_groups = groups.iter().map(|g| g.to_string()).collect();
+        self
+    }
+
     /// Uses another audit database (e.g. a PostgreSQL URL).
     pub fn database(mut self, url: &str) -> Self {
         self.database = url.to_string();
@@ -110,9 +118,10 @@ secret = {{ env = "GATEHOUSE_UPSTREAM_TOKEN" }}
     pub fn write_config(&self) -> PathBuf {
         let cache = root().join("target/gatehouse-test-cache");
         let text = format!(
-            "[audit]\ndatabase = \"{}\"\n\n[policies]\ndir = \"policies\"\ncache_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{}",
+            "[audit]\ndatabase = \"{}\"\n\n[policies]\ndir = \"policies\"\ncache_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\nadmin_groups = {:?}\n\n{}",
             self.database,
             cache.display(),
+            self.admin_groups,
             self.body
         );
         let path = self.dir.path().join("gatehouse.toml");
