@@ -312,3 +312,26 @@ async fn a_rotated_signing_key_is_picked_up_without_restart() {
     assert_eq!(s, 401, "{body}");
     assert!(gh.log().contains("signing keys fetched again"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_issuers_are_trusted_at_once_each_with_its_own_keys() {
+    let (a, b) = (OidcProvider::start(), OidcProvider::start());
+    let upstream = Upstream::start().await;
+    let gh = GatehouseBuilder::new()
+        .policy("allow-all", "allow-all", None)
+        .config(&format!(
+            "[[identity.oidc]]\nissuer = \"{}\"\naudience = \"gatehouse\"\n[[identity.oidc]]\nissuer = \"{}\"\naudience = \"gatehouse\"\n",
+            a.issuer, b.issuer
+        ))
+        .http_connection("api", &upstream.url(), &["allow-all"], "allowed_groups = [\"dev\"]")
+        .start();
+    let (ta, tb) = (a.token("agent-dev").await, b.token("agent-dev").await);
+    until_accepted(&gh, &ta).await;
+    until_accepted(&gh, &tb).await;
+    // A token that claims issuer B but is signed with A's key is refused.
+    let forged = a
+        .sign(&json!({"iss": b.issuer, "aud": "gatehouse", "sub": "x", "groups": ["dev"], "exp": now() + 600}), None)
+        .await;
+    let (s, body) = status(&gh, "api", &forged).await;
+    assert_eq!(s, 401, "{body}");
+}
