@@ -45,6 +45,14 @@ pub fn policy_wasm(crate_name: &str) -> PathBuf {
     p
 }
 
+/// An HTTP client for tests: loopback only, so no proxy from the environment.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
+}
+
 /// The upstream credential every test upstream expects.
 pub const UPSTREAM_TOKEN: &str = "upstream-secret-token-7f3a9c";
 /// An AWS-style key the upstream returns in several shapes.

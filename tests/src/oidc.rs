@@ -63,10 +63,7 @@ impl OidcProvider {
     }
 
     fn client() -> reqwest::Client {
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client")
+        crate::http_client()
     }
 
     /// A token through the real client-credentials grant.
@@ -101,8 +98,8 @@ impl OidcProvider {
         v["kid"].as_str().expect("kid").to_string()
     }
 
-    /// Signs `claims` with the provider's current private key (RS256).
-    pub async fn sign(&self, claims: &Value, kid: Option<&str>) -> String {
+    /// The provider's current signing key: its id, and its RSA components.
+    async fn current_key(&self) -> (String, impl Fn(&str) -> rsa::BigUint) {
         let jwk: Value = Self::client()
             .get(format!("{}/__test/private-jwk", self.issuer))
             .send()
@@ -111,40 +108,31 @@ impl OidcProvider {
             .json()
             .await
             .expect("jwk");
-        let n = |k: &str| {
+        let kid = jwk["kid"].as_str().expect("kid").to_string();
+        let component = move |k: &str| {
             let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(jwk[k].as_str().expect(k))
                 .expect("b64");
             rsa::BigUint::from_bytes_be(&bytes)
         };
+        (kid, component)
+    }
+
+    /// Signs `claims` with the provider's current private key (RS256).
+    pub async fn sign(&self, claims: &Value, kid: Option<&str>) -> String {
+        let (current_kid, n) = self.current_key().await;
         let key = rsa::RsaPrivateKey::from_components(n("n"), n("e"), n("d"), vec![n("p"), n("q")])
             .expect("rsa key");
         let der = key.to_pkcs1_der().expect("der");
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = Some(
-            kid.map(str::to_string)
-                .unwrap_or_else(|| jwk["kid"].as_str().expect("kid").to_string()),
-        );
+        header.kid = Some(kid.map(str::to_string).unwrap_or(current_kid));
         let encoding = jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes());
         jsonwebtoken::encode(&header, claims, &encoding).expect("sign")
     }
 
     /// The provider's current public key as PEM (for the HS256 confusion attack).
     pub async fn public_pem(&self) -> String {
-        let jwk: Value = Self::client()
-            .get(format!("{}/__test/private-jwk", self.issuer))
-            .send()
-            .await
-            .expect("private jwk")
-            .json()
-            .await
-            .expect("jwk");
-        let n = |k: &str| {
-            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(jwk[k].as_str().expect(k))
-                .expect("b64");
-            rsa::BigUint::from_bytes_be(&bytes)
-        };
+        let (_, n) = self.current_key().await;
         let key = rsa::RsaPublicKey::new(n("n"), n("e")).expect("public key");
         rsa::pkcs1::EncodeRsaPublicKey::to_pkcs1_pem(&key, rsa::pkcs8::LineEnding::LF).expect("pem")
     }

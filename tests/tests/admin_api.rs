@@ -13,7 +13,7 @@ async fn only_administrators_manage_keys_through_the_admin_api() {
         .start();
     let admin = gh.create_key("root-ops", &["gatehouse-admins"]);
     let dev = gh.create_key("dev-bot", &["dev"]);
-    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let c = gatehouse_tests::http_client();
     let keys = gh.admin_url("/v1/keys");
     let new_key = json!({"name": "made-by-api", "owner": "alice@example.com", "groups": ["dev"], "expires_in_secs": 3600});
 
@@ -140,7 +140,7 @@ async fn only_administrators_manage_keys_through_the_admin_api() {
 async fn without_admin_groups_the_admin_api_is_read_only() {
     let gh = GatehouseBuilder::new().start();
     let key = gh.create_key("anyone", &["ops"]);
-    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let c = gatehouse_tests::http_client();
     let resp = c
         .get(gh.admin_url("/v1/keys"))
         .bearer_auth(&key)

@@ -26,7 +26,7 @@ async fn each_hostile_policy_is_contained_and_others_keep_serving() {
         .http_connection("good", &u, &["allow-all"], "")
         .start();
     let key = gh.create_key("ci-bot", &[]);
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = gatehouse_tests::http_client();
 
     let cases = [
         ("loop", "policy loop failed: timed out after 50ms"),
@@ -135,7 +135,7 @@ async fn a_policy_sees_no_environment_filesystem_or_network_and_a_frozen_clock()
         .env("GATEHOUSE_SECRET_THAT_MUST_NOT_LEAK", "x")
         .start();
     let key = gh.create_key("ci-bot", &[]);
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = gatehouse_tests::http_client();
     let resp = client
         .get(gh.url("probe", "/echo"))
         .bearer_auth(&key)

@@ -39,7 +39,7 @@ async fn drop_replace_break_and_remove_while_traffic_flows() {
         .http_connection("api", &upstream.url(), &["guard"], "")
         .start();
     let key = gh.create_key("ci-bot", &[]);
-    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let c = gatehouse_tests::http_client();
     let url = gh.url("api", "/echo");
 
     // No policy yet: denied, fail-closed.
@@ -125,7 +125,7 @@ async fn settings_the_policy_rejects_leave_the_last_good_version() {
         .http_connection("api", &upstream.url(), &["guard"], "")
         .start();
     let key = gh.create_key("ci-bot", &[]);
-    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let c = gatehouse_tests::http_client();
     let url = gh.url("api", "/echo");
     assert_eq!(reason(&c, &url, &key).await.1, "good");
 
@@ -190,7 +190,7 @@ async fn an_in_flight_decision_finishes_on_the_version_it_started_with() {
         .http_connection("api", &upstream.url(), &["guard"], "")
         .start();
     let key = gh.create_key("ci-bot", &[]);
-    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let c = gatehouse_tests::http_client();
     let url = gh.url("api", "/echo");
 
     let slow = {

@@ -30,10 +30,7 @@ async fn body_of(request: reqwest::RequestBuilder) -> String {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
+    gatehouse_tests::http_client()
 }
 
 #[tokio::test(flavor = "multi_thread")]

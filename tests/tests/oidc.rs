@@ -9,7 +9,7 @@ use gatehouse_tests::{Gatehouse, GatehouseBuilder, Upstream};
 use serde_json::{Value, json};
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    gatehouse_tests::http_client()
 }
 
 fn gateway(idp: &OidcProvider, upstream: &Upstream, extra_oidc: &str) -> Gatehouse {

@@ -21,7 +21,7 @@ async fn the_audit_trail_works_on_postgresql() {
         .http_connection("api", &upstream.url(), &["http-guard"], "")
         .start();
     let key = gh.create_key("pg-bot", &["dev"]);
-    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let c = gatehouse_tests::http_client();
     assert_eq!(
         c.get(gh.url("api", "/echo"))
             .bearer_auth(&key)
@@ -85,7 +85,7 @@ async fn a_failing_store_stops_admission_and_nothing_accepted_is_lost() {
         .http_connection("api", &upstream.url(), &["allow-all"], "")
         .start();
     let key = gh.create_key("pg-bot", &[]);
-    let c = reqwest::Client::builder().no_proxy().build().unwrap();
+    let c = gatehouse_tests::http_client();
     let get = || async {
         c.get(gh.url("api", "/ok"))
             .bearer_auth(&key)

@@ -68,10 +68,7 @@ async fn https_in_and_out() {
     assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
 
     // An upstream whose certificate is not trusted is a clear 502.
-    let resp = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
+    let resp = gatehouse_tests::http_client()
         .get(format!("http://{}/echo", gh.addrs["untrusted"]))
         .bearer_auth(&key)
         .send()
