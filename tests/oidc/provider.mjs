@@ -36,6 +36,16 @@ const RESOURCE = 'urn:gatehouse';
 const RESOURCE_ALIASES = new Set([AUDIENCE, RESOURCE]);
 const TOKEN_PATH = '/token';
 const CLIENT_CREDENTIALS_TTL = 600;
+// Device codes of `gatehouse-cli-short` expire after this many seconds, so a
+// test can watch a sign-in run out of time.
+const SHORT_DEVICE_CODE_TTL = 4;
+
+// People who sign in through the dev interactions (any password is accepted)
+// and the groups their access tokens carry. Unknown logins get no groups.
+const ACCOUNT_GROUPS = {
+  'alice@example.com': ['dev'],
+  'root@example.com': ['gatehouse-admins', 'dev'],
+};
 
 // Per-client extra claims live in custom client metadata `gatehouse_claims`,
 // declared via extraClientMetadata and emitted via extraTokenClaims.
@@ -72,6 +82,20 @@ const CLIENTS = [
   token_endpoint_auth_method: 'client_secret_basic',
 }));
 
+// Public clients for `gatehouse login` (no secret): the device flow, the
+// authorization code flow with PKCE on a loopback redirect (any port, RFC
+// 8252), and refresh tokens when `offline_access` is granted.
+for (const client_id of ['gatehouse-cli', 'gatehouse-cli-short']) {
+  CLIENTS.push({
+    client_id,
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/callback'],
+  });
+}
+
 async function newSigningKey() {
   const { privateKey } = await jose.generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
   const jwk = await jose.exportJWK(privateKey);
@@ -93,13 +117,19 @@ function buildProvider(issuer, signingJwk) {
       },
     },
     async extraTokenClaims(ctx, token) {
+      // A person's token (device flow, authorization code, refresh).
+      if (token.accountId) {
+        return { groups: [...(ACCOUNT_GROUPS[token.accountId] ?? [])] };
+      }
       const client = ctx?.oidc?.client
         ?? (token.clientId ? await provider.Client.find(token.clientId) : undefined);
       const claims = client?.gatehouse_claims;
       return claims ? structuredClone(claims) : undefined;
     },
     features: {
-      devInteractions: { enabled: false },
+      // The provider's own login and consent pages; tests drive them over HTTP.
+      devInteractions: { enabled: true },
+      deviceFlow: { enabled: true },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       resourceIndicators: {
@@ -122,6 +152,14 @@ function buildProvider(issuer, signingJwk) {
     },
     ttl: {
       ClientCredentials: CLIENT_CREDENTIALS_TTL,
+      DeviceCode: (_ctx, _code, client) => (client?.clientId === 'gatehouse-cli-short' ? SHORT_DEVICE_CODE_TTL : 600),
+      AccessToken: CLIENT_CREDENTIALS_TTL,
+      Grant: 3600,
+      Interaction: 600,
+      Session: 3600,
+      RefreshToken: 86400,
+      IdToken: 600,
+      AuthorizationCode: 60,
     },
     renderError(ctx, out, _error) {
       ctx.type = 'json';

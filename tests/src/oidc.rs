@@ -3,6 +3,10 @@
 //! JWT access tokens through the client-credentials grant. Test-only
 //! endpoints rotate its signing key and expose the private key, so tests can
 //! also sign tokens with deliberately bad claims using the provider's key.
+//!
+//! For `gatehouse login` it also plays the person: [`Person`] drives the
+//! provider's own pages (device code entry, login, consent) over HTTP with a
+//! cookie jar, the way a browser would.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -136,6 +140,160 @@ impl OidcProvider {
         let key = rsa::RsaPublicKey::new(n("n"), n("e")).expect("public key");
         rsa::pkcs1::EncodeRsaPublicKey::to_pkcs1_pem(&key, rsa::pkcs8::LineEnding::LF).expect("pem")
     }
+}
+
+/// Someone at a browser, signing in at the provider's real pages.
+pub struct Person {
+    http: reqwest::Client,
+    issuer: String,
+    login: String,
+}
+
+impl OidcProvider {
+    /// A person who signs in as `login` (any password is accepted; the
+    /// provider gives `alice@example.com` the group `dev` and
+    /// `root@example.com` `gatehouse-admins` and `dev`).
+    pub fn person(&self, login: &str) -> Person {
+        Person {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .cookie_store(true)
+                .build()
+                .expect("HTTP client"),
+            issuer: self.issuer.clone(),
+            login: login.to_string(),
+        }
+    }
+}
+
+impl Person {
+    /// Enters `user_code` at the verification page, confirms it, signs in and
+    /// consents. Panics with the page if a step does not land where expected.
+    pub async fn approve_device(&self, user_code: &str) {
+        let confirm = self.enter_code(user_code).await;
+        let login_page = self
+            .post(
+                &format!("{}/device", self.issuer),
+                &[
+                    ("xsrf", hidden(&confirm, "xsrf").as_str()),
+                    ("user_code", user_code),
+                    ("confirm", "yes"),
+                ],
+            )
+            .await;
+        let done = self.sign_in_and_consent(login_page).await;
+        assert!(
+            done.1.contains("Sign-in Success"),
+            "the device sign-in did not succeed: {}",
+            done.1
+        );
+    }
+
+    /// Enters `user_code` and then refuses ("abort") on the confirmation page.
+    pub async fn deny_device(&self, user_code: &str) {
+        let confirm = self.enter_code(user_code).await;
+        let (_, page) = self
+            .post(
+                &format!("{}/device", self.issuer),
+                &[
+                    ("xsrf", hidden(&confirm, "xsrf").as_str()),
+                    ("user_code", user_code),
+                    ("abort", "yes"),
+                ],
+            )
+            .await;
+        assert!(page.contains("interrupted"), "abort did not land: {page}");
+    }
+
+    /// Opens an authorization URL (as `gatehouse login --browser` prints it),
+    /// signs in and consents; the provider then redirects to the CLI's
+    /// loopback listener, which this client follows. Returns that last page.
+    pub async fn authorize(&self, url: &str) -> String {
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .expect("authorization request");
+        let page = (resp.url().to_string(), resp.text().await.expect("page"));
+        self.sign_in_and_consent(page).await.1
+    }
+
+    async fn enter_code(&self, user_code: &str) -> String {
+        let form = self
+            .http
+            .get(format!("{}/device", self.issuer))
+            .send()
+            .await
+            .expect("device page")
+            .text()
+            .await
+            .expect("device page");
+        let (_, confirm) = self
+            .post(
+                &format!("{}/device", self.issuer),
+                &[
+                    ("xsrf", hidden(&form, "xsrf").as_str()),
+                    ("user_code", user_code),
+                ],
+            )
+            .await;
+        assert!(
+            confirm.contains("op.deviceConfirmForm"),
+            "the code was not accepted: {confirm}"
+        );
+        confirm
+    }
+
+    /// From the login page: signs in, then consents. Returns where the
+    /// provider sent the browser afterwards.
+    async fn sign_in_and_consent(&self, login_page: (String, String)) -> (String, String) {
+        let (url, page) = login_page;
+        assert!(
+            page.contains("name=\"login\""),
+            "expected the login form: {page}"
+        );
+        let consent = self
+            .post(
+                &url,
+                &[
+                    ("prompt", "login"),
+                    ("login", self.login.as_str()),
+                    ("password", "any"),
+                ],
+            )
+            .await;
+        assert!(
+            consent.1.contains("value=\"consent\""),
+            "expected the consent form: {}",
+            consent.1
+        );
+        self.post(&consent.0, &[("prompt", "consent")]).await
+    }
+
+    /// Posts a form and follows the redirects; returns the final URL and page.
+    async fn post(&self, url: &str, form: &[(&str, &str)]) -> (String, String) {
+        let resp = self
+            .http
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let url = resp.url().to_string();
+        (url, resp.text().await.expect("page"))
+    }
+}
+
+/// The value of a hidden form field.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field in: {page}"))
+        + marker.len();
+    let len = page[start..].find('"').expect("end of the value");
+    page[start..start + len].to_string()
 }
 
 impl Drop for OidcProvider {

@@ -1,12 +1,25 @@
-//! `gatehouse keys create|list|revoke`.
+//! `gatehouse keys create|list|revoke`, two ways:
+//! - with `--gateway URL`, through a running gateway's admin API (`/v1/keys`)
+//!   as the caller: a `gatehouse login` token, or an admin API key from
+//!   `GATEHOUSE_TOKEN` / `--token-env VAR`. The gateway checks the caller is
+//!   an administrator and logs who did what.
+//! - without it, straight into the store named by `--config`. That needs the
+//!   store's credentials and no identity: it is the bootstrap path for the
+//!   first admin key, run by whoever operates the gateway.
 
 use std::process::ExitCode;
 
+use anyhow::{anyhow, bail};
 use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{Value, json};
 
 use gatehouse::audit::AuditStore;
 use gatehouse::config::Config;
 use gatehouse::identity::{ApiKeys, NewKey, PrincipalKind};
+
+use super::gateway::Gateway;
+use super::login_cmd;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -78,6 +91,106 @@ pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `keys --gateway` finds its credential.
+pub struct RemoteAuth<'a> {
+    pub token_env: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+}
+
+pub async fn run_remote(
+    gateway: &str,
+    auth: RemoteAuth<'_>,
+    command: KeysCommand,
+) -> anyhow::Result<ExitCode> {
+    let gateway = Gateway::new(gateway)?;
+    let token = admin_token(&gateway, &auth).await?;
+    match command {
+        KeysCommand::Create {
+            name,
+            owner,
+            kind,
+            groups,
+            connections,
+            expires_in,
+        } => {
+            let expires_in_secs = match expires_in {
+                Some(d) => Some(parse_duration_ms(&d)? / 1000),
+                None => None,
+            };
+            let body = json!({
+                "name": name,
+                "owner": owner,
+                "kind": kind,
+                "groups": groups.into_iter().filter(|g| !g.is_empty()).collect::<Vec<_>>(),
+                "connections": connections.into_iter().filter(|c| !c.is_empty()).collect::<Vec<_>>(),
+                "expires_in_secs": expires_in_secs,
+            });
+            let created = gateway
+                .call(
+                    Method::POST,
+                    "/v1/keys",
+                    &token,
+                    Some(&body),
+                    "creating the key",
+                )
+                .await?;
+            let secret = created["key"]
+                .as_str()
+                .ok_or_else(|| anyhow!("the gateway created a key but did not return it"))?;
+            eprintln!(
+                "created key {} ({}); store it now, it is not shown again:",
+                created["info"]["id"].as_str().unwrap_or("?"),
+                created["info"]["name"].as_str().unwrap_or("?")
+            );
+            println!("{secret}");
+        }
+        KeysCommand::List => {
+            let listed = gateway
+                .call(Method::GET, "/v1/keys", &token, None, "listing keys")
+                .await?;
+            for k in listed["keys"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                println!("{k}");
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                bail!("{id:?} is not a key id (`keys list` shows them)");
+            }
+            gateway
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/keys/{id}"),
+                    &token,
+                    None::<&Value>,
+                    &format!("revoking {id}"),
+                )
+                .await?;
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--token-env VAR`, else `GATEHOUSE_TOKEN`, else the `gatehouse login` token.
+async fn admin_token(gateway: &Gateway, auth: &RemoteAuth<'_>) -> anyhow::Result<String> {
+    if let Some(var) = auth.token_env {
+        return match std::env::var(var) {
+            Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+            _ => bail!("--token-env {var}: the environment variable {var} is not set"),
+        };
+    }
+    if let Ok(t) = std::env::var("GATEHOUSE_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_string());
+    }
+    login_cmd::cached_token(gateway, auth.issuer).await
 }
 
 fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {

@@ -439,6 +439,8 @@ mod tests {
                 jwks_refresh_secs: 3600,
                 unknown_kid_refresh_secs: 10,
                 ca_file: None,
+                cli_client_id: None,
+                cli_scopes: vec![],
             },
             http: reqwest::Client::new(),
             keys: RwLock::new(None),
