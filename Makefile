@@ -1,10 +1,10 @@
 # Entry points: `make demo` and `make test` on a fresh machine.
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
-GUESTS := http-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe
+GUESTS := http-guard sql-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe
 GUEST_FLAGS := $(foreach g,$(GUESTS),-p $(g))
 
-.PHONY: all toolchain plugins oidc-harness build test demo bench fmt lint clean
+.PHONY: all toolchain plugins oidc-harness py-deps build test demo bench fmt lint clean
 
 all: build plugins
 
@@ -13,6 +13,14 @@ toolchain:
 
 plugins: toolchain
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(GUEST_FLAGS)
+
+# psycopg for the PostgreSQL tests (PyPI), in a venv under target/.
+py-deps: target/py/.psycopg-3.3.9
+
+target/py/.psycopg-3.3.9:
+	python3 -m venv target/py
+	target/py/bin/pip install --quiet --disable-pip-version-check "psycopg[binary]==3.3.9"
+	touch $@
 
 # The real OpenID provider the identity tests run against (npm registry).
 oidc-harness: tests/oidc/node_modules/.package-lock.json
@@ -23,7 +31,7 @@ tests/oidc/node_modules/.package-lock.json: tests/oidc/package.json tests/oidc/p
 build:
 	$(CARGO) build -p gatehouse -p gatehouse-tests --bins
 
-test: toolchain plugins oidc-harness build
+test: toolchain plugins oidc-harness py-deps build
 	$(CARGO) test --workspace --exclude gatehouse-tests
 	$(CARGO) test -p gatehouse-tests -- --test-threads 2
 

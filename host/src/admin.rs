@@ -1,10 +1,13 @@
 //! The admin listener. `/healthz` and `/metrics` are open (for probes and
-//! scrapers); `/v1/policies` is read-only status; `/v1/keys` changes state
-//! and requires a caller in one of `admin.admin_groups`, authenticated like
-//! any other caller (API key or OIDC token). Bind it to loopback or a
-//! management network.
+//! scrapers), and so is `/v1/login` (what `gatehouse login` needs to know);
+//! `/v1/policies` is read-only status; `/v1/keys` changes state and requires
+//! a caller in one of `admin.admin_groups`, authenticated like any other
+//! caller (API key or OIDC token). `/v1/approvals` is for any authenticated
+//! caller; who may decide is checked per approval. Bind it to loopback or a management network.
 
+mod approvals;
 mod keys;
+pub mod login;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -32,10 +35,14 @@ pub struct AdminState {
     pub auth: Arc<Authenticator>,
     pub keys: Arc<ApiKeys>,
     pub admin_groups: Arc<[String]>,
+    pub approvals: Arc<crate::approval::Approvals>,
+    /// What `/v1/login` publishes.
+    pub login: Arc<login::LoginDirectory>,
 }
 
 pub type AdminResponse = Response<Full<Bytes>>;
 
+/// Serves the admin API until `shutdown` flips to true.
 pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
     loop {
         let (stream, _) = tokio::select! {
@@ -70,6 +77,14 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
                 json!({"audit_store": if healthy {"ok"} else {"failing"}}),
             )
         }
+        (Method::GET, "/v1/login") => match serde_json::to_value(&*state.login) {
+            Ok(v) => json_reply(StatusCode::OK, v),
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            ),
+        },
         (Method::GET, "/v1/policies") => {
             json_reply(StatusCode::OK, json!({"policies": state.registry.status()}))
         }
@@ -78,6 +93,12 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.encode(),
         ),
+        (_, p) if p == "/v1/approvals" || p.starts_with("/v1/approvals/") => {
+            match caller(state, &req).await {
+                Ok(principal) => approvals::handle(state, req, &principal).await,
+                Err(resp) => resp,
+            }
+        }
         (_, p) if p == "/v1/keys" || p.starts_with("/v1/keys/") => match admin(state, &req).await {
             Ok(principal) => keys::handle(state, req, &principal).await,
             Err(resp) => resp,
@@ -89,8 +110,8 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
     }
 }
 
-/// Authenticates the caller and checks it is an administrator.
-async fn admin(state: &AdminState, req: &Request<Incoming>) -> Result<Principal, AdminResponse> {
+/// Authenticates the caller (API key or OIDC token as a bearer token).
+async fn caller(state: &AdminState, req: &Request<Incoming>) -> Result<Principal, AdminResponse> {
     let presented = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -104,11 +125,16 @@ async fn admin(state: &AdminState, req: &Request<Incoming>) -> Result<Principal,
             &AuthError::Missing.to_string(),
         ));
     };
-    let principal = state
+    state
         .auth
         .authenticate(presented)
         .await
-        .map_err(|e| error(StatusCode::UNAUTHORIZED, "unauthenticated", &e.to_string()))?;
+        .map_err(|e| error(StatusCode::UNAUTHORIZED, "unauthenticated", &e.to_string()))
+}
+
+/// Authenticates the caller and checks it is an administrator.
+async fn admin(state: &AdminState, req: &Request<Incoming>) -> Result<Principal, AdminResponse> {
+    let principal = caller(state, req).await?;
     if state.admin_groups.is_empty() {
         return Err(error(
             StatusCode::FORBIDDEN,

@@ -1,8 +1,13 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module.
 
 mod audit_cmd;
+mod gateway;
 mod keys_cmd;
+mod login_cmd;
+mod oauth;
 mod policy_cmd;
+mod replay;
+mod token_cache;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,10 +43,24 @@ pub enum Command {
         #[arg(long, short, default_value = "gatehouse.toml")]
         config: PathBuf,
     },
+    /// Sign in at the identity provider and print a token for a connection.
+    Login(login_cmd::LoginArgs),
     /// Manage API keys for agents and services.
     Keys {
+        /// Without --gateway: write to this configuration's store directly
+        /// (the bootstrap path for the first admin key).
         #[arg(long, short, default_value = "gatehouse.toml", global = true)]
         config: PathBuf,
+        /// Go through this gateway's admin API (`[admin].listen`) as yourself.
+        #[arg(long, global = true)]
+        gateway: Option<String>,
+        /// With --gateway: the environment variable holding your credential
+        /// (default: GATEHOUSE_TOKEN if set, else your `gatehouse login` token).
+        #[arg(long, global = true)]
+        token_env: Option<String>,
+        /// With --gateway: which issuer's `gatehouse login` token to use.
+        #[arg(long, global = true)]
+        issuer: Option<String>,
         #[command(subcommand)]
         command: keys_cmd::KeysCommand,
     },
@@ -85,7 +104,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             gatehouse::server::run(config, rx).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keys { config, command } => keys_cmd::run(&Config::load(&config)?, command).await,
+        Command::Login(args) => login_cmd::run(args).await,
+        Command::Keys {
+            gateway: Some(gateway),
+            token_env,
+            issuer,
+            command,
+            ..
+        } => {
+            let auth = keys_cmd::RemoteAuth {
+                token_env: token_env.as_deref(),
+                issuer: issuer.as_deref(),
+            };
+            keys_cmd::run_remote(&gateway, auth, command).await
+        }
+        Command::Keys {
+            config,
+            gateway: None,
+            token_env,
+            issuer,
+            command,
+        } => {
+            if token_env.is_some() || issuer.is_some() {
+                anyhow::bail!("--token-env and --issuer apply only with --gateway URL");
+            }
+            keys_cmd::run(&Config::load(&config)?, command).await
+        }
         Command::Audit { config, command } => {
             audit_cmd::run(&Config::load(&config)?, command).await
         }

@@ -234,6 +234,13 @@ pub struct OidcIssuerConfig {
     pub unknown_kid_refresh_secs: u64,
     /// Extra CA certificates (PEM) for reaching the issuer.
     pub ca_file: Option<PathBuf>,
+    /// The public OAuth client `gatehouse login` uses at this issuer (device
+    /// flow, or authorization code with PKCE). Published, with the scopes, at
+    /// the admin listener's `/v1/login`; it is not a secret.
+    pub cli_client_id: Option<String>,
+    /// Scopes `gatehouse login` asks for; `offline_access` gets a refresh token.
+    #[serde(default = "default_cli_scopes")]
+    pub cli_scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -259,11 +266,21 @@ fn default_jwks_refresh() -> u64 {
 fn default_unknown_kid_interval() -> u64 {
     10
 }
+fn default_cli_scopes() -> Vec<String> {
+    vec!["openid".into(), "offline_access".into()]
+}
+/// RFC 6749 3.3: a scope is printable ASCII without space, '"' or '\\'.
+fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ProtocolKind {
     Http,
+    Postgres,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -297,6 +314,50 @@ pub struct ConnectionConfig {
     /// Largest JSON body that `json-pointer` masks will hold in memory.
     #[serde(default = "default_json_mask_limit")]
     pub json_mask_limit_bytes: usize,
+    /// PostgreSQL specifics; required when `protocol = "postgres"`.
+    pub postgres: Option<PostgresSettings>,
+}
+
+/// How Gatehouse logs in to a PostgreSQL upstream, and what it accepts from clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// The upstream role Gatehouse logs in as; clients never learn it.
+    pub user: String,
+    /// Its password (for SCRAM-SHA-256, md5 or cleartext); none for trust.
+    pub password: Option<SecretRef>,
+    /// Pins every session to this database; a client asking for another is refused.
+    pub database: Option<String>,
+    /// TLS to the upstream.
+    #[serde(default)]
+    pub upstream_tls: UpstreamTls,
+    /// Lets clients send their Gatehouse credential over a listener without
+    /// TLS. Off by default: only for loopback and tests.
+    #[serde(default)]
+    pub allow_cleartext_password: bool,
+    /// Largest single protocol message accepted from either side.
+    #[serde(default = "default_pg_max_message")]
+    pub max_message_bytes: usize,
+    /// How long to wait for the upstream to accept and authenticate.
+    #[serde(default = "default_pg_connect_timeout")]
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTls {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// TLS, certificate verified against the system roots and `upstream_ca_file`.
+    VerifyFull,
+}
+
+fn default_pg_max_message() -> usize {
+    64 * 1024 * 1024
+}
+fn default_pg_connect_timeout() -> u64 {
+    10_000
 }
 
 fn default_upstream_timeout() -> u64 {
@@ -406,6 +467,11 @@ impl Config {
             {
                 fix(f);
             }
+            if let Some(pg) = &mut c.postgres
+                && let Some(f) = pg.password.as_mut().and_then(|p| p.file.as_mut())
+            {
+                fix(f);
+            }
         }
         for o in &mut self.identity.oidc {
             if let Some(ca) = &mut o.ca_file {
@@ -479,17 +545,78 @@ impl Config {
                 .upstream
                 .parse()
                 .map_err(|e| (key("upstream"), format!("not a URL: {e}")))?;
-            match uri.scheme_str() {
-                Some("http") | Some("https") => {}
-                _ => {
+            match (c.protocol, uri.scheme_str()) {
+                (ProtocolKind::Http, Some("http") | Some("https")) => {}
+                (ProtocolKind::Http, _) => {
                     return Err((
                         key("upstream"),
                         "must start with http:// or https://".into(),
                     ));
                 }
+                (ProtocolKind::Postgres, Some("postgres") | Some("postgresql")) => {
+                    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+                        return Err((
+                            key("upstream"),
+                            "holds credentials; give the role in postgres.user and the password in postgres.password".into(),
+                        ));
+                    }
+                    if uri.path().len() > 1 {
+                        return Err((
+                            key("upstream"),
+                            "names a database; pin one with postgres.database instead".into(),
+                        ));
+                    }
+                }
+                (ProtocolKind::Postgres, _) => {
+                    return Err((
+                        key("upstream"),
+                        "must look like postgres://HOST:PORT".into(),
+                    ));
+                }
             }
             if uri.host().is_none() {
                 return Err((key("upstream"), "has no host".into()));
+            }
+            match (c.protocol, &c.postgres) {
+                (ProtocolKind::Postgres, None) => {
+                    return Err((
+                        key("postgres"),
+                        "is required for protocol = \"postgres\" (at least `user`)".into(),
+                    ));
+                }
+                (ProtocolKind::Postgres, Some(pg)) => {
+                    if pg.user.is_empty() {
+                        return Err((key("postgres.user"), "must not be empty".into()));
+                    }
+                    if let Some(p) = &pg.password {
+                        p.resolve().map_err(|m| (key("postgres.password"), m))?;
+                    }
+                    if pg.max_message_bytes < 8 * 1024 {
+                        return Err((
+                            key("postgres.max_message_bytes"),
+                            "must be at least 8192".into(),
+                        ));
+                    }
+                    if pg.connect_timeout_ms == 0 {
+                        return Err((
+                            key("postgres.connect_timeout_ms"),
+                            "must be at least 1".into(),
+                        ));
+                    }
+                    if c.credential.is_some() {
+                        return Err((
+                            key("credential"),
+                            "is for HTTP connections; PostgreSQL credentials go in postgres.user and postgres.password".into(),
+                        ));
+                    }
+                }
+                (ProtocolKind::Http, Some(_)) => {
+                    return Err((
+                        key("postgres"),
+                        "is only for protocol = \"postgres\"".into(),
+                    ));
+                }
+                (ProtocolKind::Http, None) => {}
             }
             for (j, p) in c.policies.iter().enumerate() {
                 if p.is_empty() || p.contains(['/', '\\', '.']) {
@@ -555,6 +682,21 @@ impl Config {
             }
             if self.identity.oidc[..i].iter().any(|p| p.issuer == o.issuer) {
                 return Err((key("issuer"), format!("{} is configured twice", o.issuer)));
+            }
+            if o.cli_client_id
+                .as_deref()
+                .is_some_and(|c| c.trim().is_empty())
+            {
+                return Err((
+                    key("cli_client_id"),
+                    "must not be empty (leave it out to offer no `gatehouse login` here)".into(),
+                ));
+            }
+            if let Some(bad) = o.cli_scopes.iter().find(|s| !is_scope_token(s)) {
+                return Err((
+                    key("cli_scopes"),
+                    format!("{bad:?} is not a scope: one word of printable ASCII each"),
+                ));
             }
         }
         if let Some(k) = &self.masking.hash_key {
@@ -631,6 +773,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn cli_login_settings_are_checked() {
+        let oidc =
+            "[[identity.oidc]]\nissuer = \"https://login.example.com\"\naudience = \"gatehouse\"\n";
+        let c = parse(&format!(
+            "{MINIMAL}\n{oidc}cli_client_id = \"gatehouse-cli\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.identity.oidc[0].cli_scopes, ["openid", "offline_access"]);
+        let e = parse(&format!("{MINIMAL}\n{oidc}cli_client_id = \" \"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("identity.oidc[0].cli_client_id"), "{e}");
+        let e = parse(&format!(
+            "{MINIMAL}\n{oidc}cli_scopes = [\"openid profile\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("identity.oidc[0].cli_scopes"), "{e}");
     }
 
     #[test]

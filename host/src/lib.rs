@@ -8,10 +8,12 @@
 //! - [`audit`]: sessions and hash-chained events in SQLite or PostgreSQL.
 //! - [`identity`]: who is calling (Gatehouse API keys).
 //! - [`http`]: the HTTP/1.1 + HTTP/2 reverse proxy, the first protocol adapter.
+//! - [`postgres`]: the PostgreSQL v3 wire-protocol proxy.
 //! - [`admin`]: health, policy status and metrics on a separate listener.
 //! - [`server`]: wires the parts together and runs until shutdown.
 
 pub mod admin;
+pub mod approval;
 pub mod audit;
 pub mod config;
 pub mod http;
@@ -19,5 +21,6 @@ pub mod identity;
 pub mod mask;
 pub mod metrics;
 pub mod policy;
+pub mod postgres;
 pub mod server;
 pub mod tls;

@@ -17,6 +17,7 @@ use crate::mask::MaskCompiler;
 use crate::metrics::Metrics;
 use crate::policy::watcher::PolicyWatcher;
 use crate::policy::{PolicyChain, PolicyEngine, PolicyRegistry};
+use crate::postgres::{PgProxy, serve_postgres};
 
 /// Runs the gateway. Listening addresses are printed on stdout as
 /// `listening <name> <addr>` so a supervisor (or a test) can read ports
@@ -70,8 +71,10 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
         }
     };
     let masks = Arc::new(MaskCompiler::new(hash_key));
+    let approvals = Arc::new(crate::approval::Approvals::default());
 
     let mut tasks = tokio::task::JoinSet::new();
+    let mut login = crate::admin::login::LoginDirectory::from_config(&config);
     for c in &config.connections {
         match c.protocol {
             ProtocolKind::Http => {
@@ -97,12 +100,32 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
                     format!("connection {}: cannot listen on {}", c.name, c.listen)
                 })?;
                 announce(&c.name, listener.local_addr()?);
+                login.set_bound(&c.name, listener.local_addr()?);
                 tasks.spawn(serve_connection(
                     listener,
                     Arc::new(proxy),
                     tls,
                     shutdown.clone(),
                 ));
+            }
+            ProtocolKind::Postgres => {
+                let chain = PolicyChain::new(c.policies.clone(), registry.clone(), metrics.clone());
+                let proxy = PgProxy::new(
+                    c,
+                    chain,
+                    auth.clone(),
+                    audit.clone(),
+                    masks.clone(),
+                    metrics.clone(),
+                    approvals.clone(),
+                )
+                .map_err(|e| anyhow::anyhow!("connection {}: {e}", c.name))?;
+                let listener = TcpListener::bind(c.listen).await.with_context(|| {
+                    format!("connection {}: cannot listen on {}", c.name, c.listen)
+                })?;
+                announce(&c.name, listener.local_addr()?);
+                login.set_bound(&c.name, listener.local_addr()?);
+                tasks.spawn(serve_postgres(listener, Arc::new(proxy), shutdown.clone()));
             }
         }
     }
@@ -118,6 +141,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
             auth: auth.clone(),
             keys: keys.clone(),
             admin_groups: a.admin_groups.clone().into(),
+            approvals: approvals.clone(),
+            login: Arc::new(login),
         };
         tasks.spawn(admin::serve(listener, state, shutdown.clone()));
     }

@@ -25,6 +25,8 @@ pub struct GatehouseBuilder {
 pub struct Gatehouse {
     child: Child,
     dir: TempDir,
+    /// The environment `serve` got; CLI commands get it too.
+    env: Vec<(String, String)>,
     pub addrs: HashMap<String, SocketAddr>,
 }
 
@@ -98,6 +100,47 @@ secret = {{ env = "GATEHOUSE_UPSTREAM_TOKEN" }}
         ))
     }
 
+    /// A PostgreSQL connection to `upstream` (`postgres://HOST:PORT`) that
+    /// logs in as the test cluster's `app` role. `extra` goes into the
+    /// `[[connections]]` table, `pg_extra` into its `postgres` table.
+    pub fn postgres_connection(
+        self,
+        name: &str,
+        upstream: &str,
+        policies: &[&str],
+        extra: &str,
+        pg_extra: &str,
+    ) -> Self {
+        let policies = policies
+            .iter()
+            .map(|p| format!("{p:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let has_user = pg_extra.lines().any(|l| l.trim_start().starts_with("user"));
+        let user = if has_user {
+            String::new()
+        } else {
+            format!(
+                "user = \"{}\"\npassword = {{ env = \"GATEHOUSE_PG_PASSWORD\" }}\n",
+                crate::pg_cluster::APP_USER
+            )
+        };
+        self.env("GATEHOUSE_PG_PASSWORD", crate::pg_cluster::APP_PASSWORD)
+            .config(&format!(
+                r#"
+[[connections]]
+name = "{name}"
+protocol = "postgres"
+listen = "127.0.0.1:0"
+upstream = "{upstream}"
+policies = [{policies}]
+{extra}
+[connections.postgres]
+{user}{pg_extra}
+"#
+            ))
+    }
+
     /// Groups allowed to change state through the admin API.
     pub fn admin_groups(mut self, groups: &[&str]) -> Self {
         self.admin_groups = groups.iter().map(|g| g.to_string()).collect();
@@ -160,6 +203,7 @@ secret = {{ env = "GATEHOUSE_UPSTREAM_TOKEN" }}
         let mut gh = Gatehouse {
             child,
             dir: self.dir,
+            env: self.env,
             addrs: HashMap::new(),
         };
         loop {
@@ -208,6 +252,16 @@ impl Gatehouse {
         format!("http://{}{path}", self.addrs[connection])
     }
 
+    /// The process id (to read its memory use).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A listener's port, by connection name.
+    pub fn port(&self, connection: &str) -> u16 {
+        self.addrs[connection].port()
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addrs["admin"])
     }
@@ -224,7 +278,7 @@ impl Gatehouse {
             .arg("--config")
             .arg(self.dir.path().join("gatehouse.toml"))
             .current_dir(self.dir.path())
-            .env("GATEHOUSE_UPSTREAM_TOKEN", crate::UPSTREAM_TOKEN)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run gatehouse")
     }

@@ -7,6 +7,8 @@
 
 pub mod gatehouse;
 pub mod oidc;
+pub mod pg_client;
+pub mod pg_cluster;
 pub mod postgres;
 pub mod tls;
 pub mod upstream;

@@ -31,6 +31,11 @@ pub enum EventKind {
     AuthRefused,
     /// A request refused before any policy ran (e.g. the audit store is down).
     Rejected,
+    /// A PostgreSQL session opened: who, which database, the upstream's answer.
+    PgConnect,
+    /// One PostgreSQL statement (a simple query or an extended-protocol
+    /// execution): SQL, parameters, decisions, rows, masked columns, error.
+    PgStatement,
 }
 
 impl EventKind {
@@ -39,6 +44,8 @@ impl EventKind {
             EventKind::HttpExchange => "http.exchange",
             EventKind::AuthRefused => "auth.refused",
             EventKind::Rejected => "rejected",
+            EventKind::PgConnect => "pg.connect",
+            EventKind::PgStatement => "pg.statement",
         }
     }
 }

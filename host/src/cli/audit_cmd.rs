@@ -1,4 +1,4 @@
-//! `gatehouse audit sessions|show|export|verify`.
+//! `gatehouse audit sessions|show|replay|export|verify`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -20,8 +20,11 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
-    /// Print one session and its events as a transcript.
+    /// Print one session and its events, with every decision.
     Show { session: String },
+    /// Replay a session as a readable transcript: statements or requests in
+    /// order, with decisions, results, masks, errors and timing.
+    Replay { session: String },
     /// Export sessions and events.
     Export {
         #[arg(long, value_enum, default_value = "jsonl")]
@@ -94,7 +97,7 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitC
                     e.summary
                 )?;
                 if let Some(decisions) = e.detail.get("decisions") {
-                    for phase in ["request", "response"] {
+                    for phase in ["request", "response", "query"] {
                         let Some(list) = decisions
                             .get(phase)
                             .and_then(|d| d.get("decisions"))
@@ -127,6 +130,13 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitC
                     writeln!(out, "    response: {shown}")?;
                 }
             }
+        }
+        AuditCommand::Replay { session } => {
+            let Some(s) = store.session(&session).await? else {
+                anyhow::bail!("no session {session}; `gatehouse audit sessions` lists them");
+            };
+            let events = store.events(&session).await?;
+            super::replay::write_transcript(&mut out, &s, &events)?;
         }
         AuditCommand::Export {
             format: ExportFormat::Jsonl,

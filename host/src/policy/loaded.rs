@@ -196,6 +196,33 @@ impl LoadedPolicy {
     }
 }
 
+impl LoadedPolicy {
+    pub fn postgres_on_query(
+        &self,
+        ctx: &types::Context,
+        query: &postgres::Query,
+    ) -> Option<Result<types::Decision, CallFailure>> {
+        let idx = self.hooks.postgres.as_ref()?;
+        Some(self.call(&ctx.request_id, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_on_query(&mut *store, ctx, query)
+        }))
+    }
+
+    pub fn postgres_on_result_columns(
+        &self,
+        ctx: &types::Context,
+        query: &postgres::Query,
+        columns: &[postgres::Column],
+    ) -> Option<Result<types::Decision, CallFailure>> {
+        let idx = self.hooks.postgres.as_ref()?;
+        Some(self.call(&ctx.request_id, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_on_result_columns(&mut *store, ctx, query, columns)
+        }))
+    }
+}
+
 fn protocol_name(p: types::Protocol) -> &'static str {
     match p {
         types::Protocol::Http => "http",

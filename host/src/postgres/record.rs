@@ -1,0 +1,141 @@
+//! The audit records of a PostgreSQL session: its opening (or refusal) and
+//! one event per statement, written once the statement's outcome is known.
+
+use serde_json::{Value, json};
+
+use super::pipeline::StatementRun;
+use crate::audit::{AuditEvent, AuditSink, EventKind, SessionInfo};
+use crate::http::event::SessionMeta;
+use crate::identity::Principal;
+
+pub fn session_info(s: &SessionMeta) -> SessionInfo {
+    SessionInfo {
+        id: s.id.clone(),
+        connection: s.connection.clone(),
+        protocol: "postgres".into(),
+        client_addr: s.client_addr.clone(),
+        started_at_ms: s.started_at_ms,
+    }
+}
+
+/// A session that was refused before it reached the server.
+pub fn refused(
+    audit: &AuditSink,
+    session: &SessionMeta,
+    principal: Option<&Principal>,
+    presented: Option<String>,
+    sqlstate: &str,
+    message: &str,
+    startup: Value,
+) {
+    audit.record_event(AuditEvent {
+        session: session_info(session),
+        at_ms: crate::audit::record::now_ms(),
+        kind: EventKind::AuthRefused,
+        principal: principal.map(Principal::record),
+        verdict: "refused".into(),
+        summary: format!("connect refused: {message}"),
+        detail: json!({
+            "presented": presented,
+            "startup": startup,
+            "error": {"sqlstate": sqlstate, "message": message},
+        }),
+    });
+}
+
+pub fn connected(
+    audit: &AuditSink,
+    session: &SessionMeta,
+    principal: &Principal,
+    presented: String,
+    database: &str,
+    startup: Value,
+    error: Option<(String, String)>,
+) {
+    let verdict = if error.is_some() { "error" } else { "allow" };
+    audit.record_event(AuditEvent {
+        session: session_info(session),
+        at_ms: crate::audit::record::now_ms(),
+        kind: EventKind::PgConnect,
+        principal: Some(principal.record()),
+        verdict: verdict.into(),
+        summary: match &error {
+            None => format!("connect {database}"),
+            Some((_, m)) => format!("connect {database} failed: {m}"),
+        },
+        detail: json!({
+            "presented": presented,
+            "database": database,
+            "startup": startup,
+            "error": error.map(|(code, message)| json!({"sqlstate": code, "message": message})),
+        }),
+    });
+}
+
+/// What became of a statement, gathered by the response side.
+#[derive(Debug, Default)]
+pub struct StatementResult {
+    pub rows: u64,
+    pub command_tags: Vec<String>,
+    pub masked_columns: Vec<String>,
+    pub scanned_columns: Vec<String>,
+    pub masked_values: u64,
+    pub result_decisions: Vec<Value>,
+    pub error: Option<Value>,
+    /// Never reached the server: refused by policy, or skipped after an
+    /// earlier error in the same pipeline.
+    pub not_executed: Option<String>,
+    pub suspended: bool,
+}
+
+pub fn statement(
+    audit: &AuditSink,
+    session: &SessionMeta,
+    principal: &Principal,
+    run: &StatementRun,
+    result: StatementResult,
+    verdict: &str,
+) {
+    let first = run.sql.lines().next().unwrap_or("");
+    let mut summary: String = first.chars().take(120).collect();
+    if summary.len() < run.sql.len() {
+        summary.push('…');
+    }
+    let outcome = match (&result.error, &result.not_executed) {
+        (Some(e), _) => format!(
+            "error {}",
+            e.get("sqlstate").and_then(Value::as_str).unwrap_or("")
+        ),
+        (None, Some(_)) => "not executed".to_string(),
+        (None, None) => format!("{} rows", result.rows),
+    };
+    audit.record_event(AuditEvent {
+        session: session_info(session),
+        at_ms: run.at_ms,
+        kind: EventKind::PgStatement,
+        principal: Some(principal.record()),
+        verdict: verdict.into(),
+        summary: format!("{summary} -> {outcome}"),
+        detail: json!({
+            "request_id": run.request_id,
+            "protocol": run.protocol,
+            "sql": &*run.sql,
+            "parameters": run.parameters,
+            "analysis": &*run.analysis,
+            "decisions": {
+                "query": run.outcome,
+                "result": result.result_decisions,
+            },
+            "rows": result.rows,
+            "command_tags": result.command_tags,
+            "masked_columns": result.masked_columns,
+            "scanned_columns": result.scanned_columns,
+            "masked_values": result.masked_values,
+            "suspended": result.suspended,
+            "not_executed": result.not_executed,
+            "approval": run.held.as_ref().map(|(id, outcome)| json!({"id": id, "outcome": outcome})),
+            "error": result.error,
+            "duration_us": run.started.elapsed().as_micros() as u64,
+        }),
+    });
+}

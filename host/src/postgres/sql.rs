@@ -1,0 +1,437 @@
+//! What a statement does, from a real parse: `sqlparser` with its
+//! PostgreSQL dialect. Pure Rust (no C toolchain, no libclang at build
+//! time), fast enough to run on every statement, and maintained against
+//! PostgreSQL's grammar; what it cannot parse is reported as a parse error
+//! so the policy still decides (it is never a silent allow).
+
+use std::ops::ControlFlow;
+
+use serde::Serialize;
+use sqlparser::ast::{
+    Expr, ObjectName, ObjectType, Query, SelectInto, SetExpr, Statement, Visit, Visitor,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// Mirrors the WIT `statement-kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementKind {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    Merge,
+    Copy,
+    Create,
+    Alter,
+    Drop,
+    Truncate,
+    Grant,
+    Revoke,
+    Transaction,
+    Set,
+    Show,
+    Explain,
+    Call,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatementInfo {
+    pub kind: StatementKind,
+    pub tables_read: Vec<String>,
+    pub tables_written: Vec<String>,
+    pub has_where: bool,
+    pub functions: Vec<String>,
+}
+
+/// The analysis of one SQL string (which may hold several statements).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Analysis {
+    pub statements: Vec<StatementInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parse_error: Option<String>,
+}
+
+/// Parses and classifies `sql`. Never fails: a parse failure is part of the answer.
+pub fn analyze(sql: &str) -> Analysis {
+    match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+        Ok(stmts) => Analysis {
+            statements: stmts.iter().map(classify).collect(),
+            parse_error: None,
+        },
+        Err(e) => Analysis {
+            statements: vec![],
+            parse_error: Some(e.to_string()),
+        },
+    }
+}
+
+fn classify(stmt: &Statement) -> StatementInfo {
+    let mut v = Collector::default();
+    let _ = stmt.visit(&mut v);
+    let written = v.written.clone();
+    // Each written target was also visited as a relation once; the rest were read.
+    let mut reads = v.relations.clone();
+    for w in &written {
+        if let Some(i) = reads.iter().position(|r| r == w) {
+            reads.remove(i);
+        }
+    }
+    let ctes = v.ctes;
+    let mut tables_read: Vec<String> = Vec::new();
+    for r in reads {
+        if !ctes.contains(&r) && !tables_read.contains(&r) {
+            tables_read.push(r);
+        }
+    }
+    let mut tables_written: Vec<String> = Vec::new();
+    for w in written {
+        if !ctes.contains(&w) && !tables_written.contains(&w) {
+            tables_written.push(w);
+        }
+    }
+    let has_where = match stmt {
+        Statement::Update(u) => u.selection.is_some(),
+        Statement::Delete(d) => d.selection.is_some(),
+        _ => false,
+    };
+    StatementInfo {
+        kind: kind_of(stmt),
+        tables_read,
+        tables_written,
+        has_where,
+        functions: v.functions,
+    }
+}
+
+fn kind_of(stmt: &Statement) -> StatementKind {
+    use StatementKind as K;
+    match stmt {
+        Statement::Query(q) => match q.body.as_ref() {
+            SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => {
+                kind_of(s)
+            }
+            _ => K::Select,
+        },
+        Statement::Insert(_) => K::Insert,
+        Statement::Update(_) => K::Update,
+        Statement::Delete(_) => K::Delete,
+        Statement::Merge(_) => K::Merge,
+        Statement::Copy { .. } => K::Copy,
+        Statement::Truncate(_) => K::Truncate,
+        Statement::Grant(_) | Statement::GrantRole(_) | Statement::AlterDefaultPrivileges(_) => {
+            K::Grant
+        }
+        Statement::Revoke(_) | Statement::RevokeRole(_) => K::Revoke,
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => K::Transaction,
+        Statement::Set(_) | Statement::Reset(_) => K::Set,
+        Statement::ShowVariable { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowDatabases { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowFunctions { .. }
+        | Statement::ShowStatus { .. }
+        | Statement::ShowCreate { .. } => K::Show,
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => K::Explain,
+        Statement::Call(_) => K::Call,
+        Statement::Drop { .. }
+        | Statement::DropFunction(_)
+        | Statement::DropDomain(_)
+        | Statement::DropProcedure { .. }
+        | Statement::DropPolicy(_)
+        | Statement::DropRule(_)
+        | Statement::DropTrigger(_)
+        | Statement::DropExtension(_)
+        | Statement::DropOperator(_)
+        | Statement::DropOperatorFamily(_)
+        | Statement::DropOperatorClass(_)
+        | Statement::DropSecret { .. }
+        | Statement::DropConnector { .. } => K::Drop,
+        Statement::AlterTable(_)
+        | Statement::AlterSchema(_)
+        | Statement::AlterIndex { .. }
+        | Statement::AlterView(_)
+        | Statement::AlterFunction(_)
+        | Statement::AlterType(_)
+        | Statement::AlterCollation(_)
+        | Statement::AlterOperator(_)
+        | Statement::AlterOperatorFamily(_)
+        | Statement::AlterOperatorClass(_)
+        | Statement::AlterTextSearch(_)
+        | Statement::AlterRole { .. }
+        | Statement::AlterPolicy(_)
+        | Statement::AlterTrigger(_)
+        | Statement::AlterUser(_)
+        | Statement::RenameTable(_)
+        | Statement::Comment { .. } => K::Alter,
+        Statement::CreateView(_)
+        | Statement::CreateTable(_)
+        | Statement::CreateVirtualTable { .. }
+        | Statement::CreateIndex(_)
+        | Statement::CreateRole(_)
+        | Statement::CreateServer(_)
+        | Statement::CreateForeignTable(_)
+        | Statement::CreateForeignDataWrapper(_)
+        | Statement::CreateUserMapping(_)
+        | Statement::CreatePolicy(_)
+        | Statement::CreateRule(_)
+        | Statement::CreateOperator(_)
+        | Statement::CreateOperatorFamily(_)
+        | Statement::CreateOperatorClass(_)
+        | Statement::CreateTextSearch(_)
+        | Statement::CreateAggregate(_)
+        | Statement::CreateExtension(_)
+        | Statement::CreateCollation(_)
+        | Statement::CreateSchema { .. }
+        | Statement::CreateDatabase { .. }
+        | Statement::CreateFunction(_)
+        | Statement::CreateTrigger(_)
+        | Statement::CreateProcedure { .. }
+        | Statement::CreateSequence { .. }
+        | Statement::CreateDomain(_)
+        | Statement::CreateType { .. }
+        | Statement::CreateUser(_) => K::Create,
+        _ => K::Other,
+    }
+}
+
+/// Collects relations, written targets, functions and CTE names in one walk.
+#[derive(Default)]
+struct Collector {
+    relations: Vec<String>,
+    written: Vec<String>,
+    functions: Vec<String>,
+    ctes: Vec<String>,
+}
+
+impl Collector {
+    fn write_targets(&mut self, stmt: &Statement) {
+        let mut targets = Vec::new();
+        let mut visit_into = |node: &dyn VisitRelations| node.relations(&mut targets);
+        match stmt {
+            Statement::Insert(i) => visit_into(&i.table),
+            Statement::Update(u) => targets.extend(table_factor_name(&u.table.relation)),
+            Statement::Delete(d) => {
+                for n in &d.tables {
+                    targets.push(name(n));
+                }
+                let from = match &d.from {
+                    sqlparser::ast::FromTable::WithFromKeyword(t)
+                    | sqlparser::ast::FromTable::WithoutKeyword(t) => t,
+                };
+                if d.tables.is_empty() {
+                    for t in from {
+                        targets.extend(table_factor_name(&t.relation));
+                    }
+                }
+            }
+            Statement::Merge(m) => targets.extend(table_factor_name(&m.table)),
+            Statement::Truncate(t) => {
+                for n in &t.table_names {
+                    targets.push(name(&n.name));
+                }
+            }
+            Statement::Drop {
+                object_type: ObjectType::Table | ObjectType::View | ObjectType::MaterializedView,
+                names,
+                ..
+            } => targets.extend(names.iter().map(name)),
+            Statement::CreateTable(c) => targets.push(name(&c.name)),
+            Statement::AlterTable(a) => targets.push(name(&a.name)),
+            Statement::Copy {
+                source: sqlparser::ast::CopySource::Table { table_name, .. },
+                to,
+                ..
+            } => {
+                // The grammar does not visit COPY's table as a relation.
+                if *to {
+                    self.relations.push(name(table_name));
+                } else {
+                    targets.push(name(table_name));
+                }
+            }
+            _ => {}
+        }
+        self.written.extend(targets);
+    }
+}
+
+/// A node whose relations can be listed on their own.
+trait VisitRelations {
+    fn relations(&self, out: &mut Vec<String>);
+}
+
+impl<T: Visit> VisitRelations for T {
+    fn relations(&self, out: &mut Vec<String>) {
+        let _ = sqlparser::ast::visit_relations(self, |r| {
+            out.push(name(r));
+            ControlFlow::<()>::Continue(())
+        });
+    }
+}
+
+fn table_factor_name(t: &sqlparser::ast::TableFactor) -> Option<String> {
+    match t {
+        sqlparser::ast::TableFactor::Table { name: n, .. } => Some(name(n)),
+        _ => None,
+    }
+}
+
+impl Visitor for Collector {
+    type Break = ();
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        self.relations.push(name(relation));
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
+        self.write_targets(statement);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                self.ctes.push(ident(&cte.alias.name));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &sqlparser::ast::Select) -> ControlFlow<()> {
+        if let Some(SelectInto { targets, .. }) = &select.into {
+            for t in targets {
+                match t {
+                    Expr::Identifier(i) => self.written.push(ident(i)),
+                    Expr::CompoundIdentifier(parts) => self
+                        .written
+                        .push(parts.iter().map(ident).collect::<Vec<_>>().join(".")),
+                    _ => {}
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = expr {
+            let n = name(&f.name);
+            if !self.functions.contains(&n) {
+                self.functions.push(n);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// PostgreSQL folds unquoted identifiers to lower case; quoted ones are kept.
+fn ident(i: &sqlparser::ast::Ident) -> String {
+    if i.quote_style.is_some() {
+        i.value.clone()
+    } else {
+        i.value.to_lowercase()
+    }
+}
+
+fn name(n: &ObjectName) -> String {
+    n.0.iter()
+        .map(|p| match p.as_ident() {
+            Some(i) => ident(i),
+            None => p.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str) -> StatementInfo {
+        let a = analyze(sql);
+        assert!(a.parse_error.is_none(), "{sql}: {:?}", a.parse_error);
+        assert_eq!(a.statements.len(), 1);
+        a.statements.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn select_reads_tables_and_calls_functions() {
+        let s = one(
+            "WITH recent AS (SELECT * FROM Orders) SELECT lower(u.email), count(*) FROM public.users u JOIN recent r ON r.uid = u.id GROUP BY 1",
+        );
+        assert_eq!(s.kind, StatementKind::Select);
+        assert_eq!(s.tables_read, vec!["orders", "public.users"]);
+        assert!(s.tables_written.is_empty());
+        assert_eq!(s.functions, vec!["lower", "count"]);
+    }
+
+    #[test]
+    fn writes_are_told_apart_from_reads() {
+        let s = one("INSERT INTO audit_copy SELECT * FROM accounts");
+        assert_eq!(s.kind, StatementKind::Insert);
+        assert_eq!(s.tables_written, vec!["audit_copy"]);
+        assert_eq!(s.tables_read, vec!["accounts"]);
+
+        let s = one("UPDATE accounts SET balance = 0");
+        assert_eq!(s.kind, StatementKind::Update);
+        assert!(!s.has_where);
+        assert_eq!(s.tables_written, vec!["accounts"]);
+
+        let s = one("DELETE FROM accounts WHERE id IN (SELECT id FROM closed)");
+        assert!(s.has_where);
+        assert_eq!(s.tables_written, vec!["accounts"]);
+        assert_eq!(s.tables_read, vec!["closed"]);
+
+        let s = one("SELECT * INTO backup FROM accounts");
+        assert_eq!(s.tables_written, vec!["backup"]);
+    }
+
+    #[test]
+    fn ddl_and_utility_statements() {
+        assert_eq!(one("DROP TABLE users").kind, StatementKind::Drop);
+        assert_eq!(one("DROP TABLE users").tables_written, vec!["users"]);
+        assert_eq!(
+            one("TRUNCATE \"Users\"").tables_written,
+            vec!["Users".to_string()]
+        );
+        assert_eq!(one("CREATE TABLE t (id int)").kind, StatementKind::Create);
+        assert_eq!(
+            one("ALTER TABLE t ADD COLUMN x int").kind,
+            StatementKind::Alter
+        );
+        assert_eq!(one("BEGIN").kind, StatementKind::Transaction);
+        assert_eq!(one("SET search_path = x").kind, StatementKind::Set);
+        assert_eq!(one("GRANT SELECT ON t TO bob").kind, StatementKind::Grant);
+        assert_eq!(
+            one("COPY t FROM STDIN").tables_written,
+            vec!["t".to_string()]
+        );
+        assert_eq!(one("COPY t TO STDOUT").tables_read, vec!["t".to_string()]);
+        assert_eq!(one("EXPLAIN SELECT 1").kind, StatementKind::Explain);
+    }
+
+    #[test]
+    fn several_statements_and_parse_errors() {
+        let a = analyze("BEGIN; DELETE FROM t; COMMIT");
+        assert_eq!(a.statements.len(), 3);
+        assert_eq!(a.statements[1].kind, StatementKind::Delete);
+        let a = analyze("SELEC 1");
+        assert!(a.parse_error.is_some());
+        assert!(a.statements.is_empty());
+    }
+
+    #[test]
+    fn deep_nesting_is_a_parse_error_not_a_crash() {
+        let sql = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+        assert!(analyze(&sql).parse_error.is_some());
+    }
+}

@@ -1,0 +1,205 @@
+//! `sql-guard`: the shipped PostgreSQL policy. Deny, approval and mask rules
+//! come from settings; see `plugins/README.md` and [`SETTINGS_SCHEMA`].
+//!
+//! - `on-query`: SQL the host could not parse gets `unparsable` (deny by
+//!   default); else the first matching `deny` rule denies (skipped for
+//!   callers in its `unless_groups`); else the first matching `approve` rule
+//!   asks for approval; else the `mask` entries that apply to the caller
+//!   mask; else allow. A rule matches when any statement meets all of its
+//!   conditions.
+//! - `on-result-columns`: allow. The masks given at `on-query` already
+//!   travel with the statement and the host applies them to each result.
+//!
+//! Decisions carry `rule` (`rules[3]`, `unparsable`, `mask`).
+
+mod config;
+mod matching;
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use gatehouse_sdk::types::{Context, Decision, Protocol};
+use gatehouse_sdk::{allow, deny, log, mask, require_approval};
+
+pub use config::{Config, KINDS};
+pub use matching::name_matches;
+
+gatehouse_sdk::export_policy!(SqlGuard, wit: "../../wit", hooks: [postgres]);
+
+use bindings::meta::Description;
+use bindings::postgres::{Column, Query, Statement};
+use config::{Action, Approval, Rule, Unparsable};
+use matching::clip_reason;
+
+/// JSON Schema (2020-12) of the settings, returned by `describe`.
+pub const SETTINGS_SCHEMA: &str = include_str!("settings.schema.json");
+
+/// The policy.
+pub struct SqlGuard;
+
+impl bindings::meta::Guest for SqlGuard {
+    fn describe() -> Description {
+        Description {
+            name: "sql-guard".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "Denies or holds PostgreSQL statements for approval by kind, table and function, and masks result columns".into(),
+            protocols: vec![Protocol::Postgres],
+            settings_schema: SETTINGS_SCHEMA.into(),
+        }
+    }
+
+    fn validate_config(settings: String) -> Result<(), String> {
+        config::validate(&settings).map(|_| ())
+    }
+}
+
+impl bindings::postgres::Guest for SqlGuard {
+    fn on_query(ctx: Context, query: Query) -> Decision {
+        match current_config() {
+            Ok(config) => decide_query(&config, &ctx, &query),
+            Err(d) => d,
+        }
+    }
+
+    fn on_result_columns(_ctx: Context, _query: Query, _columns: Vec<Column>) -> Decision {
+        allow()
+    }
+}
+
+/// The `on-query` decision for already-parsed settings.
+pub fn decide_query(config: &Config, ctx: &Context, query: &Query) -> Decision {
+    if let Some(error) = &query.parse_error {
+        match &config.unparsable {
+            Unparsable::Deny => {
+                return deny(clip_reason(format!(
+                    "the query could not be parsed, so sql-guard cannot check it: {error}"
+                )))
+                .annotate("rule", "unparsable");
+            }
+            Unparsable::Approve(approval) => {
+                let reason = clip_reason(format!(
+                    "the query could not be parsed, so it needs approval: {error}"
+                ));
+                return approval_decision(reason, approval, None, "unparsable");
+            }
+            // Masks still apply: unparsable SQL must not be a way around them.
+            Unparsable::Allow => {
+                return masks(config, ctx)
+                    .map(|d| d.annotate("unparsable", "allow"))
+                    .unwrap_or_else(|| allow().annotate("rule", "unparsable"));
+            }
+        }
+    }
+    let applies = |rule: &Rule| !ctx.in_any_group(&rule.unless_groups);
+    let first = |want_deny: bool| {
+        config
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r.action, Action::Deny) == want_deny && applies(r))
+            .find_map(|(i, r)| {
+                query
+                    .statements
+                    .iter()
+                    .find(|s| r.matches(s))
+                    .map(|s| (i, r, s))
+            })
+    };
+    if let Some((i, rule, statement)) = first(true) {
+        let reason = rule
+            .reason
+            .clone()
+            .unwrap_or_else(|| clip_reason(format!("{} is not allowed", rule.describe(statement))));
+        return deny(reason).annotate("rule", format!("rules[{i}]"));
+    }
+    if let Some((i, rule, statement)) = first(false)
+        && let Action::Approve(approval) = &rule.action
+    {
+        let reason = rule
+            .reason
+            .clone()
+            .unwrap_or_else(|| clip_reason(format!("{} needs approval", rule.describe(statement))));
+        let grant_key = (approval.grant_secs > 0).then(|| grant_key(i, rule, &query.statements));
+        return approval_decision(reason, approval, grant_key, &format!("rules[{i}]"));
+    }
+    masks(config, ctx).unwrap_or_else(allow)
+}
+
+/// The mask entries that apply to the caller, as one decision, if any.
+fn masks(config: &Config, ctx: &Context) -> Option<Decision> {
+    let rules: Vec<_> = config
+        .mask
+        .iter()
+        .filter(|m| !ctx.in_any_group(&m.unless_groups))
+        .map(|m| m.rule.clone())
+        .collect();
+    (!rules.is_empty()).then(|| mask(rules).annotate("rule", "mask"))
+}
+
+fn approval_decision(
+    reason: String,
+    approval: &Approval,
+    grant_key: Option<String>,
+    rule: &str,
+) -> Decision {
+    let builder = require_approval(reason)
+        .approvers(approval.approvers.iter().cloned())
+        .timeout_secs(approval.timeout_secs)
+        .annotate("rule", rule);
+    match grant_key {
+        Some(key) => builder.grant(key, approval.grant_secs),
+        None => builder.once(),
+    }
+    .build()
+}
+
+/// `rules[N] t1,t2`: the rule and the tables (lower-case, sorted, without
+/// repeats) of every statement it matched, or `*` when they name none. An
+/// approval then covers the same rule on the same tables.
+fn grant_key(index: usize, rule: &Rule, statements: &[Statement]) -> String {
+    let mut tables: Vec<String> = statements
+        .iter()
+        .filter(|s| rule.matches(s))
+        .flat_map(|s| s.tables_written.iter().chain(&s.tables_read))
+        .map(|t| t.to_lowercase())
+        .collect();
+    tables.sort();
+    tables.dedup();
+    let tables = if tables.is_empty() {
+        "*".to_owned()
+    } else {
+        tables.join(",")
+    };
+    format!("rules[{index}] {tables}")
+}
+
+/// Settings parsed once per distinct settings string.
+static CACHE: Mutex<Option<(String, Arc<Config>)>> = Mutex::new(None);
+
+/// The parsed settings, or a fail-closed deny if they do not parse (the host
+/// validates at load, so this only happens if it skipped `validate-config`).
+fn current_config() -> Result<Arc<Config>, Decision> {
+    let json = gatehouse_sdk::settings_json();
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((cached_json, config)) = cache.as_ref()
+        && *cached_json == json
+    {
+        return Ok(Arc::clone(config));
+    }
+    match config::parse(&json) {
+        Ok(config) => {
+            let config = Arc::new(config);
+            *cache = Some((json, Arc::clone(&config)));
+            Ok(config)
+        }
+        Err(e) => {
+            log::error("sql-guard settings are invalid", &[("error", &e)]);
+            Err(
+                deny(clip_reason(format!("sql-guard is misconfigured: {e}")))
+                    .annotate("rule", "settings"),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
