@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip2
 GUESTS := http-guard sql-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe
 GUEST_FLAGS := $(foreach g,$(GUESTS),-p $(g))
 
-.PHONY: all toolchain plugins oidc-harness py-deps build test demo bench fmt lint clean
+.PHONY: all toolchain plugins oidc-harness py-deps build test demo bench bench-pg fmt lint clean
 
 all: build plugins
 
@@ -41,6 +41,12 @@ demo: toolchain plugins build
 bench: toolchain plugins
 	$(CARGO) build --release -p gatehouse
 	GATEHOUSE_BIN=target/release/gatehouse $(CARGO) bench -p gatehouse-tests --bench gateway
+
+# pgbench side by side: direct, pgbouncer, gatehouse (needs PostgreSQL on 127.0.0.1:5432).
+# Tunable: CLIENTS DURATION ROUNDS MODE ..., e.g. `DURATION=5 ROUNDS=1 make bench-pg`.
+bench-pg: toolchain plugins
+	$(CARGO) build --release -p gatehouse
+	GATEHOUSE_BIN=target/release/gatehouse bash tests/bench/pgbench.sh
 
 fmt:
 	$(CARGO) fmt --all
