@@ -490,6 +490,9 @@ impl ResponseSide {
             )
             .frame(b'N')
         });
+        // Policies may repeat a rule at both hooks; once is enough.
+        let mut seen = std::collections::HashSet::new();
+        rules.retain(|r| seen.insert(r.clone()));
         if rules.is_empty() {
             return (None, notice);
         }

@@ -7,8 +7,9 @@
 //!   asks for approval; else the `mask` entries that apply to the caller
 //!   mask; else allow. A rule matches when any statement meets all of its
 //!   conditions.
-//! - `on-result-columns`: allow. The masks given at `on-query` already
-//!   travel with the statement and the host applies them to each result.
+//! - `on-result-columns`: the caller's masks again. A statement held for
+//!   approval carries no masks from `on-query` (one verdict per decision);
+//!   this is where its results get them once approved.
 //!
 //! Decisions carry `rule` (`rules[3]`, `unparsable`, `mask`).
 
@@ -60,8 +61,14 @@ impl bindings::postgres::Guest for SqlGuard {
         }
     }
 
-    fn on_result_columns(_ctx: Context, _query: Query, _columns: Vec<Column>) -> Decision {
-        allow()
+    /// The caller's masks again, for every result: a statement held for
+    /// approval carries no masks from `on-query` (a decision has one
+    /// verdict), and its results must be masked all the same once approved.
+    fn on_result_columns(ctx: Context, _query: Query, _columns: Vec<Column>) -> Decision {
+        match current_config() {
+            Ok(config) => masks(&config, &ctx).unwrap_or_else(allow),
+            Err(d) => d,
+        }
     }
 }
 
