@@ -130,6 +130,15 @@ impl PgCluster {
     /// Starts a fresh cluster with the roles above and a `shop` database
     /// owned by `app`.
     pub fn start() -> PgCluster {
+        Self::start_with(None)
+    }
+
+    /// The same, serving TLS with this certificate and key (PEM files).
+    pub fn start_tls(cert: &Path, key: &Path) -> PgCluster {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> PgCluster {
         let bin = bin_dir();
         let template = template();
         let dir = tempfile::Builder::new()
@@ -143,6 +152,19 @@ impl PgCluster {
             .status()
             .expect("copy template");
         assert!(st.success(), "copy the template cluster");
+        let mut tls_opts = String::new();
+        if let Some((cert, key)) = tls {
+            let data = dir.path().join("data");
+            std::fs::copy(cert, data.join("server.crt")).expect("copy the certificate");
+            std::fs::copy(key, data.join("server.key")).expect("copy the key");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("key mode");
+            tls_opts = " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
+        }
         give_to_server_user(dir.path());
         let port = free_port();
         let out = server_cmd(&bin, "pg_ctl")
@@ -152,7 +174,7 @@ impl PgCluster {
             .arg(dir.path().join("server.log"))
             .arg("-o")
             .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=60",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=60{tls_opts}",
                 dir.path().display()
             ))
             .args(["-w", "-t", "30", "start"])

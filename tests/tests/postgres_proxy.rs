@@ -17,6 +17,8 @@ fn guard_settings() -> Value {
             {"action": "deny", "tables_read": ["secrets"], "reason": "secrets are off limits"},
             {"action": "approve", "kinds": ["delete"], "approvers": ["dba"], "timeout_secs": 30,
              "reason": "deletes need a DBA's OK"},
+            {"action": "approve", "tables_read": ["vault"], "approvers": ["dba"], "timeout_secs": 30,
+             "reason": "vault reads need a DBA"},
             {"action": "approve", "kinds": ["insert"], "tables_written": ["audit_log"], "approvers": ["dba"],
              "timeout_secs": 1, "reason": "audit_log is append-only by hand"}
         ],
@@ -32,7 +34,8 @@ const SCHEMA: &str = "CREATE TABLE customers (id int PRIMARY KEY, name text, ema
        (1, 'Alice', 'alice@example.com', '4111 1111 1111 1111', 'paid with 4111111111111111'),\
        (2, 'Bob', 'bob@example.org', NULL, 'no card');\
      CREATE TABLE secrets (k text, v text); INSERT INTO secrets VALUES ('root', 'hunter2');\
-     CREATE TABLE audit_log (line text);";
+     CREATE TABLE audit_log (line text);\
+     CREATE TABLE vault (email text); INSERT INTO vault VALUES ('carol@example.com');";
 
 struct Setup {
     cluster: PgCluster,
@@ -636,6 +639,18 @@ async fn held_statements_wait_for_an_approver() {
         .get(0);
     assert_eq!(n, 1);
 
+    // An approved statement's results are masked like any other.
+    let reading = client.query_one("SELECT email FROM vault", &[]);
+    let approving = async {
+        let id = waiting_approvals(gh, &dba).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(decide(gh, &dba, &id, "approve", None).await.status(), 200);
+    };
+    let (row, ()) = tokio::join!(reading, approving);
+    assert_eq!(row.unwrap().get::<_, String>(0), "ca***********.com");
+
     // Silence is a denial too.
     let e = client
         .execute("INSERT INTO audit_log VALUES ('by hand')", &[])
@@ -975,4 +990,136 @@ fn psycopg_from_python_works_through_the_gateway() {
             .contains("cannot be masked by column")
     );
     assert_eq!(seen["count"], 102);
+}
+
+#[test]
+fn notices_and_notifications_pass_through() {
+    let s = setup();
+    s.cluster.app_sql(
+        "shop",
+        "CREATE FUNCTION hello() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'hello from plpgsql'; RETURN 1; END $$",
+    );
+    let out = psql(
+        &s.gh,
+        "shop",
+        &s.key,
+        "shop",
+        "LISTEN jobs;\nNOTIFY jobs, 'ready';\nSELECT hello();\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("Asynchronous notification \"jobs\" with payload \"ready\""),
+        "{text}"
+    );
+    assert!(text.contains("NOTICE:  hello from plpgsql"), "{text}");
+}
+
+#[test]
+fn upstream_tls_is_verified_against_the_configured_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    let cert = gatehouse_tests::tls::TestCert::generate(certs.path());
+    let cluster = PgCluster::start_tls(&cert.cert, &cert.key);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = gatehouse_tests::tls::TestCert::generate(other_dir.path());
+    let gh = GatehouseBuilder::new()
+        .postgres_connection(
+            "verified",
+            &cluster.url(),
+            &[],
+            &format!("upstream_ca_file = {:?}", cert.cert.display().to_string()),
+            "upstream_tls = \"verify-full\"\nallow_cleartext_password = true",
+        )
+        .postgres_connection(
+            "wrong-ca",
+            &cluster.url(),
+            &[],
+            &format!("upstream_ca_file = {:?}", other.cert.display().to_string()),
+            "upstream_tls = \"verify-full\"\nallow_cleartext_password = true",
+        )
+        .start();
+    let key = gh.create_key("bot", &[]);
+    let out = psql(
+        &gh,
+        "verified",
+        &key,
+        "shop",
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid();\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "t\n");
+    let out = psql(&gh, "wrong-ca", &key, "shop", "SELECT 1;\n");
+    let err = stderr(&out);
+    assert!(err.contains("TLS to the database server failed"), "{err}");
+    assert!(!err.contains(gatehouse_tests::pg_cluster::APP_PASSWORD));
+}
+
+/// A fake server that logs anyone in, then answers the first query with
+/// `reply` (raw bytes) and keeps the connection open.
+fn lying_upstream(reply: Vec<u8>) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut startup = vec![0u8; i32::from_be_bytes(len) as usize - 4];
+        s.read_exact(&mut startup).unwrap();
+        // AuthenticationOk, BackendKeyData, ReadyForQuery.
+        s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]).unwrap();
+        s.write_all(&[b'K', 0, 0, 0, 12, 0, 0, 0, 7, 0, 0, 0, 9])
+            .unwrap();
+        s.write_all(&[b'Z', 0, 0, 0, 5, b'I']).unwrap();
+        let mut head = [0u8; 5];
+        if s.read_exact(&mut head).is_err() {
+            return;
+        }
+        let mut body =
+            vec![0u8; i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize - 4];
+        let _ = s.read_exact(&mut body);
+        let _ = s.write_all(&reply);
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+    });
+    (addr, handle)
+}
+
+#[test]
+fn malformed_and_oversized_upstream_messages_end_the_session_cleanly() {
+    // A RowDescription that promises two columns and holds one; a DataRow declaring 2 GiB.
+    let mut bad_row_description = vec![b'T', 0, 0, 0, 0, 0, 2];
+    bad_row_description.extend_from_slice(b"id\0");
+    bad_row_description.extend_from_slice(&[0; 18]);
+    let n = (bad_row_description.len() - 1) as i32;
+    bad_row_description[1..5].copy_from_slice(&n.to_be_bytes());
+    let oversized = vec![b'D', 0x7f, 0xff, 0xff, 0xff];
+    for (reply, expect) in [
+        (bad_row_description, "malformed message"),
+        (oversized, "larger than the"),
+    ] {
+        let (addr, server) = lying_upstream(reply);
+        let gh = GatehouseBuilder::new()
+            .policy("sql-guard", "sql-guard", Some(guard_settings()))
+            .postgres_connection(
+                "liar",
+                &format!("postgres://{addr}"),
+                &["sql-guard"],
+                "",
+                "user = \"app\"\nallow_cleartext_password = true",
+            )
+            .start();
+        let key = gh.create_key("bot", &[]);
+        let out = psql(&gh, "liar", &key, "shop", "SELECT name FROM customers;\n");
+        let err = stderr(&out);
+        assert!(err.contains("Gatehouse lost the database session"), "{err}");
+        assert!(err.contains(expect), "{err}");
+        let (verdict, _, detail) = wait_for(&gh, "pg.statement", "SELECT name FROM customers");
+        assert_eq!(verdict, "error");
+        assert_eq!(detail["error"]["sqlstate"], "08006", "{detail}");
+        drop(gh);
+        let _ = server.join();
+    }
 }

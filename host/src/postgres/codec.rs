@@ -599,6 +599,45 @@ mod tests {
         assert_eq!(v, vec![Some(&b"x"[..]), None, Some(&b""[..])]);
     }
 
+    /// Every way of reading `bytes` the proxy has, none of which may panic.
+    fn decode_all_ways(bytes: &[u8]) {
+        let _ = decode_startup(bytes.get(4..).unwrap_or(&[]));
+        if let Some((&tag, rest)) = bytes.split_first() {
+            let body = rest.get(4..).unwrap_or(&[]);
+            let _ = decode_frontend(tag, body);
+            let _ = decode_row_description(body);
+            let _ = decode_data_row(body);
+            let _ = Notice::decode(body);
+        }
+    }
+
+    /// The kept corpus (`host/fuzz-corpus/pg`): each seed, each of its
+    /// truncations and each single-byte corruption.
+    #[test]
+    fn corpus_seeds_truncations_and_corruptions_never_panic() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz-corpus/pg");
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(&dir).expect("the corpus folder") {
+            let path = entry.expect("a corpus entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("bin") {
+                continue;
+            }
+            let seed = std::fs::read(&path).expect("a seed");
+            seeds += 1;
+            for n in 0..=seed.len() {
+                decode_all_ways(&seed[..n]);
+            }
+            for i in 0..seed.len() {
+                for flip in [0xff_u8, 0x80, 0x01] {
+                    let mut m = seed.clone();
+                    m[i] ^= flip;
+                    decode_all_ways(&m);
+                }
+            }
+        }
+        assert!(seeds >= 10, "the corpus in {} went missing", dir.display());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4096))]
         #[test]
