@@ -12,6 +12,6 @@ pub mod schema;
 pub mod store;
 pub mod writer;
 
-pub use record::{AuditEvent, EventKind, PrincipalRecord, SessionInfo};
+pub use record::{AuditEvent, Detail, EventKind, PrincipalRecord, SessionInfo};
 pub use store::{AuditStore, StoredEvent, StoredSession};
 pub use writer::{AuditSink, AuditUnavailable};

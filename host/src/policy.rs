@@ -6,6 +6,7 @@
 //! current versions and `watcher` swaps them when files change.
 
 pub mod bindings;
+pub mod cache;
 pub mod chain;
 pub mod decision;
 pub mod engine;

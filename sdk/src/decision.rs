@@ -121,6 +121,13 @@ impl From<ApprovalBuilder> for Decision {
     }
 }
 
+/// The annotation key of [`Decision::cacheable`].
+pub const CACHE_ANNOTATION: &str = "gatehouse:cache";
+/// See [`Decision::cacheable`].
+pub const CACHE_SCOPE_STATEMENT: &str = "statement";
+/// See [`Decision::cacheable`].
+pub const CACHE_SCOPE_COLUMNS: &str = "columns";
+
 impl Decision {
     /// A decision with no annotations.
     pub fn from_verdict(verdict: Verdict) -> Self {
@@ -135,6 +142,21 @@ impl Decision {
     pub fn annotate(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.annotations.push((key.into(), value.into()));
         self
+    }
+
+    /// Promises the host that this decision depends only on the event's
+    /// shape for `scope`, the caller's identity (subject, issuer, kind,
+    /// groups, acting-for) and the policy's settings — never on SQL
+    /// literals, parameters, time, labels, session or request ids. The host
+    /// may then reuse it for the next event of the same shape without
+    /// calling the policy (until any policy reloads). Scopes:
+    /// [`CACHE_SCOPE_STATEMENT`] for `postgres.on-query` (the statement
+    /// analysis and parse error), [`CACHE_SCOPE_COLUMNS`] for
+    /// `postgres.on-result-columns` (that, plus the columns' names, tables
+    /// and types).
+    #[must_use]
+    pub fn cacheable(self, scope: &str) -> Self {
+        self.annotate(CACHE_ANNOTATION, scope)
     }
 
     /// The first annotation value for `key`.

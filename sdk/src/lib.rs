@@ -101,7 +101,10 @@ mod sys;
 pub mod testing;
 
 pub use bindings::gatehouse::policy::{host, types};
-pub use decision::{ApprovalBuilder, allow, deny, mask, require_approval};
+pub use decision::{
+    ApprovalBuilder, CACHE_ANNOTATION, CACHE_SCOPE_COLUMNS, CACHE_SCOPE_STATEMENT, allow, deny,
+    mask, require_approval,
+};
 pub use settings::{now_ms, parse_settings, settings, settings_json};
 pub use types::MaskRule;
 pub use wit_bindgen;

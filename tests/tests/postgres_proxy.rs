@@ -124,11 +124,18 @@ fn psql_queries_pass_with_held_scram_credentials_and_are_recorded() {
         "shop",
         &s.key,
         "shop",
-        "SELECT current_user, count(*) FROM customers;\nSELECT name FROM customers ORDER BY id;\n",
+        "SELECT current_user, count(*) FROM customers;\nSELECT name FROM customers ORDER BY id;\n\
+         SELECT name FROM customers ORDER BY id DESC;\n",
     );
     assert!(out.status.success(), "{}", stderr(&out));
     // The session runs as the held role; the client never named it.
-    assert_eq!(stdout(&out), "app|2\nAlice\nBob\n");
+    assert_eq!(stdout(&out), "app|2\nAlice\nBob\nBob\nAlice\n");
+    // sql-guard promises its decisions depend only on the statement's shape:
+    // the second statement of a shape is decided without calling it.
+    let (_, _, first) = wait_for(&s.gh, "pg.statement", "ORDER BY id;");
+    let (_, _, second) = wait_for(&s.gh, "pg.statement", "ORDER BY id DESC");
+    assert_eq!(first["decisions"]["query"].get("cached"), None);
+    assert_eq!(second["decisions"]["query"]["cached"], true);
 
     let (verdict, _, detail) = wait_for(&s.gh, "pg.statement", "SELECT name FROM customers");
     assert_eq!(verdict, "allow");

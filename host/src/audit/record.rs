@@ -62,7 +62,39 @@ pub struct AuditEvent {
     pub verdict: String,
     /// One line for listings: `GET /v1/items -> 200`.
     pub summary: String,
-    pub detail: serde_json::Value,
+    pub detail: Detail,
+}
+
+/// An event's detail: a JSON value, or JSON the adapter already serialized
+/// (hot paths serialize their records straight from typed structs).
+#[derive(Debug, Clone)]
+pub enum Detail {
+    Value(serde_json::Value),
+    Json(String),
+}
+
+impl From<serde_json::Value> for Detail {
+    fn from(v: serde_json::Value) -> Self {
+        Detail::Value(v)
+    }
+}
+
+impl Detail {
+    /// Serializes a typed record. A record that cannot be serialized (it
+    /// never happens with plain structs) is kept as the error text.
+    pub fn serialize<T: serde::Serialize>(record: &T) -> Detail {
+        match serde_json::to_string(record) {
+            Ok(s) => Detail::Json(s),
+            Err(e) => Detail::Value(serde_json::json!({ "unserializable": e.to_string() })),
+        }
+    }
+
+    pub fn into_json(self) -> String {
+        match self {
+            Detail::Value(v) => v.to_string(),
+            Detail::Json(s) => s,
+        }
+    }
 }
 
 /// What the writer task receives.

@@ -226,7 +226,7 @@ fn prepare(
                     }
                 });
                 let seq = head.seq + 1;
-                let detail = detail.to_string();
+                let detail = detail.into_json();
                 let principal_json = principal
                     .as_ref()
                     .and_then(|p| serde_json::to_string(p).ok());

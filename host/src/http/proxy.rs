@@ -499,7 +499,7 @@ impl HttpProxy {
             principal: ex.principal.as_ref().map(Principal::record),
             verdict: verdict.to_string(),
             summary: format!("{} {} -> {}", ex.method, ex.target, status),
-            detail,
+            detail: detail.into(),
         });
     }
 }

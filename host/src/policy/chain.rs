@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::bindings::types as wit;
+use super::cache::{CacheKey, DecisionCache};
 use super::decision::{self, ApprovalRequest, Outcome, PolicyDecision};
 use super::invoke::CallFailure;
 use super::loaded::LoadedPolicy;
@@ -38,6 +39,9 @@ pub struct ChainOutcome {
     /// Masks from every policy that asked for them, in chain order.
     pub masks: Vec<MaskRule>,
     pub decisions: Vec<PolicyDecision>,
+    /// Reused from an earlier event of the same shape (see [`super::cache`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// The policies of one connection, resolved against the registry at call time
@@ -47,6 +51,7 @@ pub struct PolicyChain {
     names: Arc<[String]>,
     registry: Arc<PolicyRegistry>,
     metrics: Arc<Metrics>,
+    cache: Arc<DecisionCache>,
 }
 
 impl PolicyChain {
@@ -55,7 +60,38 @@ impl PolicyChain {
             names: names.into(),
             registry,
             metrics,
+            cache: Arc::new(DecisionCache::default()),
         }
+    }
+
+    /// The cache key of an event (see [`super::cache`]); look it up with
+    /// [`PolicyChain::cached`] before running the chain, and hand the fresh
+    /// outcome to [`PolicyChain::remember`].
+    pub fn cache_key(
+        &self,
+        hook: &'static str,
+        scope: &'static str,
+        principal: String,
+        shape: String,
+    ) -> CacheKey {
+        CacheKey {
+            generation: self.registry.generation(),
+            hook,
+            scope,
+            chain: self.names.join("\u{0}"),
+            principal,
+            shape,
+        }
+    }
+
+    /// A reusable outcome for `key`, if one is kept. Cheap; no guest runs.
+    pub fn cached(&self, key: &CacheKey) -> Option<ChainOutcome> {
+        self.cache.get(key)
+    }
+
+    /// Keeps `outcome` for `key` when every policy promised it may be reused.
+    pub fn remember(&self, key: CacheKey, outcome: &ChainOutcome) {
+        self.cache.put(key, outcome);
     }
 
     /// Asks each policy in turn through `hook`, which returns `None` when the
@@ -165,6 +201,7 @@ pub fn combine(decisions: Vec<PolicyDecision>) -> ChainOutcome {
         verdict,
         masks,
         decisions,
+        cached: false,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct PolicyRegistry {
     engine: Arc<PolicyEngine>,
     config: PoliciesConfig,
     current: ArcSwap<HashMap<String, Arc<LoadedPolicy>>>,
+    /// Counts swaps: decisions cached under one generation die with it.
+    generation: std::sync::atomic::AtomicU64,
     status: Mutex<BTreeMap<String, PolicyStatus>>,
     /// Serialises loads so two events for one file cannot race.
     loading: Mutex<()>,
@@ -61,6 +63,7 @@ impl PolicyRegistry {
             engine,
             config,
             current: ArcSwap::from_pointee(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             status: Mutex::new(BTreeMap::new()),
             loading: Mutex::new(()),
             metrics,
@@ -73,6 +76,11 @@ impl PolicyRegistry {
 
     pub fn snapshot(&self) -> Snapshot {
         self.current.load_full()
+    }
+
+    /// Changes whenever any policy is loaded, reloaded or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn status(&self) -> Vec<PolicyStatus> {
@@ -214,6 +222,8 @@ impl PolicyRegistry {
         let mut next = HashMap::clone(&self.current.load());
         let r = f(&mut next);
         self.current.store(Arc::new(next));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         r
     }
 }

@@ -20,6 +20,19 @@ pub fn context(
     ctx
 }
 
+/// The caller's identity as a cache key part: everything of the principal a
+/// policy sees.
+pub fn principal_key(p: &Principal) -> String {
+    format!(
+        "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+        p.subject,
+        p.issuer,
+        p.kind.as_str(),
+        p.groups.join("\u{1}"),
+        p.acting_for.as_deref().unwrap_or("")
+    )
+}
+
 /// A bound parameter as the policy sees it: text-format values as text,
 /// binary ones as `\x`-prefixed hex (the form `bytea` output uses).
 pub fn parameter_text(value: Option<&[u8]>, binary: bool) -> Option<String> {

@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 
 use super::pipeline::StatementRun;
-use crate::audit::{AuditEvent, AuditSink, EventKind, SessionInfo};
+use serde::Serialize;
+
+use crate::audit::{AuditEvent, AuditSink, Detail, EventKind, SessionInfo};
 use crate::http::event::SessionMeta;
 use crate::identity::Principal;
 
@@ -39,7 +41,8 @@ pub fn refused(
             "presented": presented,
             "startup": startup,
             "error": {"sqlstate": sqlstate, "message": message},
-        }),
+        })
+        .into(),
     });
 }
 
@@ -68,8 +71,42 @@ pub fn connected(
             "database": database,
             "startup": startup,
             "error": error.map(|(code, message)| json!({"sqlstate": code, "message": message})),
-        }),
+        })
+        .into(),
     });
+}
+
+/// The detail of a `pg.statement` event, serialized straight from the run.
+#[derive(Serialize)]
+struct StatementDetail<'a> {
+    request_id: &'a str,
+    protocol: super::pipeline::QueryProtocol,
+    sql: &'a str,
+    parameters: &'a [Option<String>],
+    analysis: &'a super::sql::Analysis,
+    decisions: Decisions<'a>,
+    rows: u64,
+    command_tags: &'a [String],
+    masked_columns: &'a [String],
+    scanned_columns: &'a [String],
+    masked_values: u64,
+    suspended: bool,
+    not_executed: Option<&'a str>,
+    approval: Option<Approval<'a>>,
+    error: Option<&'a Value>,
+    duration_us: u64,
+}
+
+#[derive(Serialize)]
+struct Decisions<'a> {
+    query: &'a crate::policy::ChainOutcome,
+    result: &'a [crate::policy::ChainOutcome],
+}
+
+#[derive(Serialize)]
+struct Approval<'a> {
+    id: &'a str,
+    outcome: &'a crate::approval::ApprovalOutcome,
 }
 
 /// What became of a statement, gathered by the response side.
@@ -80,7 +117,7 @@ pub struct StatementResult {
     pub masked_columns: Vec<String>,
     pub scanned_columns: Vec<String>,
     pub masked_values: u64,
-    pub result_decisions: Vec<Value>,
+    pub result_decisions: Vec<crate::policy::ChainOutcome>,
     pub error: Option<Value>,
     /// Never reached the server: refused by policy, or skipped after an
     /// earlier error in the same pipeline.
@@ -116,26 +153,29 @@ pub fn statement(
         principal: Some(principal.record()),
         verdict: verdict.into(),
         summary: format!("{summary} -> {outcome}"),
-        detail: json!({
-            "request_id": run.request_id,
-            "protocol": run.protocol,
-            "sql": &*run.sql,
-            "parameters": run.parameters,
-            "analysis": &*run.analysis,
-            "decisions": {
-                "query": run.outcome,
-                "result": result.result_decisions,
+        detail: Detail::serialize(&StatementDetail {
+            request_id: &run.request_id,
+            protocol: run.protocol,
+            sql: &run.sql,
+            parameters: &run.parameters,
+            analysis: &run.analysis,
+            decisions: Decisions {
+                query: &run.outcome,
+                result: &result.result_decisions,
             },
-            "rows": result.rows,
-            "command_tags": result.command_tags,
-            "masked_columns": result.masked_columns,
-            "scanned_columns": result.scanned_columns,
-            "masked_values": result.masked_values,
-            "suspended": result.suspended,
-            "not_executed": result.not_executed,
-            "approval": run.held.as_ref().map(|(id, outcome)| json!({"id": id, "outcome": outcome})),
-            "error": result.error,
-            "duration_us": run.started.elapsed().as_micros() as u64,
+            rows: result.rows,
+            command_tags: &result.command_tags,
+            masked_columns: &result.masked_columns,
+            scanned_columns: &result.scanned_columns,
+            masked_values: result.masked_values,
+            suspended: result.suspended,
+            not_executed: result.not_executed.as_deref(),
+            approval: run
+                .held
+                .as_ref()
+                .map(|(id, outcome)| Approval { id, outcome }),
+            error: result.error.as_ref(),
+            duration_us: run.started.elapsed().as_micros() as u64,
         }),
     });
 }

@@ -296,14 +296,27 @@ impl RequestSide {
         let query = Arc::new(event::query(&sql, parameters.clone(), &analysis));
         // What is already queued can run on the server while the policies think.
         self.flush().await?;
-        let outcome = {
-            let (ctx, query) = (ctx.clone(), query.clone());
-            let chain = self.proxy.chain.clone();
-            tokio::task::spawn_blocking(move || {
-                chain.run(move |p| p.postgres_on_query(&ctx, &query))
-            })
-            .await
-            .map_err(|e| WireError::Io(std::io::Error::other(format!("policy task failed: {e}"))))?
+        let key = self.proxy.chain.cache_key(
+            "postgres.on-query",
+            "statement",
+            event::principal_key(&s.principal),
+            serde_json::to_string(&*analysis).unwrap_or_default(),
+        );
+        let outcome = match self.proxy.chain.cached(&key) {
+            Some(hit) => hit,
+            None => {
+                let (ctx, query) = (ctx.clone(), query.clone());
+                let chain = self.proxy.chain.clone();
+                let outcome = tokio::task::spawn_blocking(move || {
+                    chain.run(move |p| p.postgres_on_query(&ctx, &query))
+                })
+                .await
+                .map_err(|e| {
+                    WireError::Io(std::io::Error::other(format!("policy task failed: {e}")))
+                })?;
+                self.proxy.chain.remember(key, &outcome);
+                outcome
+            }
         };
         let held = match &outcome.verdict {
             Verdict::RequireApproval { policy, approval } => {

@@ -448,14 +448,31 @@ impl ResponseSide {
             .resolve(&self.session.database, fields)
             .await;
         let wit_columns = event::columns(&columns);
-        let outcome = {
-            let (ctx, query) = (run.ctx.clone(), run.query.clone());
-            let chain = self.proxy.chain.clone();
-            tokio::task::spawn_blocking(move || {
-                chain.run(move |p| p.postgres_on_result_columns(&ctx, &query, &wit_columns))
-            })
-            .await
-            .ok()
+        let key = self.proxy.chain.cache_key(
+            "postgres.on-result-columns",
+            "columns",
+            event::principal_key(&self.session.principal),
+            format!(
+                "{}\u{0}{}",
+                serde_json::to_string(&*run.analysis).unwrap_or_default(),
+                serde_json::to_string(&wit_columns_shape(&columns)).unwrap_or_default()
+            ),
+        );
+        let outcome = match self.proxy.chain.cached(&key) {
+            Some(hit) => Some(hit),
+            None => {
+                let (ctx, query) = (run.ctx.clone(), run.query.clone());
+                let chain = self.proxy.chain.clone();
+                let fresh = tokio::task::spawn_blocking(move || {
+                    chain.run(move |p| p.postgres_on_result_columns(&ctx, &query, &wit_columns))
+                })
+                .await
+                .ok();
+                if let Some(o) = &fresh {
+                    self.proxy.chain.remember(key, o);
+                }
+                fresh
+            }
         };
         let mut rules: Vec<MaskRule> = run.outcome.masks.clone();
         let withhold = match &outcome {
@@ -472,7 +489,7 @@ impl ResponseSide {
             }
         };
         if let Some(o) = &outcome {
-            result.result_decisions.push(json!(o));
+            result.result_decisions.push(o.clone());
         }
         let notice = withhold.map(|why| {
             // The statement has run; what it returns is withheld value by value.
@@ -716,4 +733,12 @@ fn refusal_frame(r: &Refusal) -> Frame {
         n = n.with(b'H', h);
     }
     n.frame(b'E')
+}
+
+/// The part of a result's columns a policy sees: name, table and type.
+fn wit_columns_shape(columns: &[super::event::ResolvedColumn]) -> Vec<(&str, Option<&str>, &str)> {
+    columns
+        .iter()
+        .map(|c| (c.field.name.as_str(), c.table.as_deref(), &*c.type_name))
+        .collect()
 }

@@ -19,7 +19,9 @@ mod matching;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use gatehouse_sdk::types::{Context, Decision, Protocol};
-use gatehouse_sdk::{allow, deny, log, mask, require_approval};
+use gatehouse_sdk::{
+    CACHE_SCOPE_COLUMNS, CACHE_SCOPE_STATEMENT, allow, deny, log, mask, require_approval,
+};
 
 pub use config::{Config, KINDS};
 pub use matching::name_matches;
@@ -54,9 +56,11 @@ impl bindings::meta::Guest for SqlGuard {
 }
 
 impl bindings::postgres::Guest for SqlGuard {
+    /// Depends only on the analysis, the caller's groups and the settings,
+    /// so the host may reuse it for statements of the same shape.
     fn on_query(ctx: Context, query: Query) -> Decision {
         match current_config() {
-            Ok(config) => decide_query(&config, &ctx, &query),
+            Ok(config) => decide_query(&config, &ctx, &query).cacheable(CACHE_SCOPE_STATEMENT),
             Err(d) => d,
         }
     }
@@ -66,7 +70,9 @@ impl bindings::postgres::Guest for SqlGuard {
     /// verdict), and its results must be masked all the same once approved.
     fn on_result_columns(ctx: Context, _query: Query, _columns: Vec<Column>) -> Decision {
         match current_config() {
-            Ok(config) => masks(&config, &ctx).unwrap_or_else(allow),
+            Ok(config) => masks(&config, &ctx)
+                .unwrap_or_else(allow)
+                .cacheable(CACHE_SCOPE_COLUMNS),
             Err(d) => d,
         }
     }

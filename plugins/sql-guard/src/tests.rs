@@ -462,7 +462,9 @@ fn masks_for_everyone_and_per_group() {
     let settings = r#"{"mask": [{"column": "ssn", "unless_groups": ["hr"]}]}"#;
     let d = run(settings, &["hr"], vec![st(K::Select)]);
     assert!(d.is_allow());
-    assert!(d.annotations.is_empty());
+    // Only the promise that the decision may be reused for the same shape.
+    assert_eq!(d.annotation("rule"), None);
+    assert_eq!(d.annotation("gatehouse:cache"), Some("statement"));
 }
 
 #[test]

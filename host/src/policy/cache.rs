@@ -1,0 +1,127 @@
+//! Reusing a chain's decision for events of the same shape.
+//!
+//! A policy may promise that a decision depends only on the event's shape
+//! (for PostgreSQL: the statement analysis, or the result's columns), the
+//! caller's identity and its own settings — not on literals, parameters,
+//! time, session or request ids. It says so by annotating the decision with
+//! `gatehouse:cache` = the scope it promises (`statement` or `columns`).
+//! When every policy in the chain made that promise for an event, the
+//! combined outcome is kept and reused for the next event with the same
+//! shape, identity and policy versions, without calling any guest. A reload
+//! (any load or unload) starts a new generation, so no decision outlives the
+//! policy versions that made it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::chain::ChainOutcome;
+
+/// The annotation key a policy uses to promise a cacheable decision.
+pub const CACHE_ANNOTATION: &str = "gatehouse:cache";
+const CAPACITY: usize = 4096;
+
+/// What an event is, for the cache: everything a cacheable decision may depend on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub generation: u64,
+    /// The hook, e.g. `postgres.on-query`.
+    pub hook: &'static str,
+    /// `statement` or `columns`: what the policies promised.
+    pub scope: &'static str,
+    /// The chain's policy names, in order.
+    pub chain: String,
+    /// Subject, issuer, kind, groups and acting-for of the caller.
+    pub principal: String,
+    /// The event's shape (e.g. the statement analysis as JSON).
+    pub shape: String,
+}
+
+#[derive(Default)]
+pub struct DecisionCache {
+    entries: Mutex<HashMap<CacheKey, ChainOutcome>>,
+}
+
+impl DecisionCache {
+    pub fn get(&self, key: &CacheKey) -> Option<ChainOutcome> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hit = entries.get(key)?.clone();
+        hit.cached = true;
+        Some(hit)
+    }
+
+    /// Keeps `outcome` when every policy promised `key.scope` and none failed.
+    pub fn put(&self, key: CacheKey, outcome: &ChainOutcome) {
+        if !cacheable(outcome, key.scope) {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CAPACITY {
+            entries.clear();
+        }
+        entries.insert(key, outcome.clone());
+    }
+}
+
+fn cacheable(outcome: &ChainOutcome, scope: &str) -> bool {
+    !outcome.decisions.is_empty()
+        && outcome.decisions.iter().all(|d| {
+            d.failure.is_none()
+                && d.annotations
+                    .iter()
+                    .any(|(k, v)| k == CACHE_ANNOTATION && v == scope)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::policy::chain::combine;
+    use crate::policy::decision::{Outcome, PolicyDecision};
+
+    fn decision(annotations: &[(&str, &str)]) -> PolicyDecision {
+        PolicyDecision {
+            policy: Arc::from("p"),
+            version: Arc::from("1"),
+            digest: Arc::from("d"),
+            outcome: Outcome::Allow,
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            failure: None,
+            elapsed: Default::default(),
+        }
+    }
+
+    fn key(generation: u64) -> CacheKey {
+        CacheKey {
+            generation,
+            hook: "postgres.on-query",
+            scope: "statement",
+            chain: "p".into(),
+            principal: "bot".into(),
+            shape: "select t".into(),
+        }
+    }
+
+    #[test]
+    fn only_promised_decisions_are_kept_and_a_new_generation_misses() {
+        let cache = DecisionCache::default();
+        let promised = combine(vec![decision(&[(CACHE_ANNOTATION, "statement")])]);
+        let unpromised = combine(vec![
+            decision(&[(CACHE_ANNOTATION, "statement")]),
+            decision(&[]),
+        ]);
+        let other_scope = combine(vec![decision(&[(CACHE_ANNOTATION, "columns")])]);
+        cache.put(key(1), &unpromised);
+        assert!(cache.get(&key(1)).is_none());
+        cache.put(key(1), &other_scope);
+        assert!(cache.get(&key(1)).is_none());
+        cache.put(key(1), &promised);
+        let hit = cache.get(&key(1)).unwrap();
+        assert!(hit.cached);
+        assert!(cache.get(&key(2)).is_none());
+    }
+}
