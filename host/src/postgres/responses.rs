@@ -50,6 +50,8 @@ pub struct ResponseSide {
     queue: VecDeque<Expect>,
     portals: HashMap<String, Portal>,
     query: Option<QueryProgress>,
+    /// The text masks of the statement whose COPY data is streaming.
+    copy_masks: Option<(Arc<StatementRun>, Option<Arc<crate::mask::CompiledMasks>>)>,
     /// The client side has ended (Terminate or disconnect): the server
     /// closing is then the normal end.
     client_done: bool,
@@ -73,6 +75,7 @@ impl ResponseSide {
             queue: VecDeque::new(),
             portals: HashMap::new(),
             query: None,
+            copy_masks: None,
             client_done: false,
         }
     }
@@ -488,9 +491,7 @@ impl ResponseSide {
                 }
             }
         };
-        if let Some(o) = &outcome {
-            result.result_decisions.push(o.clone());
-        }
+        result.result_decisions.extend(outcome);
         let notice = withhold.map(|why| {
             // The statement has run; what it returns is withheld value by value.
             for c in &columns {
@@ -582,11 +583,23 @@ impl ResponseSide {
             }
             _ => return None,
         };
-        if run.outcome.masks.is_empty() {
-            return None;
+        if let Some((cached_run, masks)) = &self.copy_masks
+            && Arc::ptr_eq(cached_run, &run)
+        {
+            return masks.clone();
         }
-        let compiled = self.proxy.masks.compile(&run.outcome.masks, &[]).ok()?;
-        compiled.text.is_some().then_some(compiled)
+        // Once per statement, not per CopyData message.
+        let masks = if run.outcome.masks.is_empty() {
+            None
+        } else {
+            self.proxy
+                .masks
+                .compile(&run.outcome.masks, &[])
+                .ok()
+                .filter(|c| c.text.is_some())
+        };
+        self.copy_masks = Some((run, masks.clone()));
+        masks
     }
 
     fn count_row(&mut self) {

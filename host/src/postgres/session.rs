@@ -98,17 +98,9 @@ impl PgProxy {
         };
         let startup = startup_json(&params);
         if let Err(f) = self.check_startup(&params) {
-            record::refused(
-                &self.audit,
-                &meta,
-                None,
-                None,
-                f.sqlstate,
-                &f.message,
-                startup,
-            );
-            send_fatal(&mut client, &f).await;
-            return true;
+            return self
+                .refuse(&mut client, &meta, None, None, f, startup)
+                .await;
         }
         let unrecognised: Vec<String> = params
             .iter()
@@ -135,49 +127,29 @@ impl PgProxy {
         let (principal, presented) = match self.authenticate(&mut client).await {
             Ok(p) => p,
             Err((f, presented)) => {
-                record::refused(
-                    &self.audit,
-                    &meta,
-                    None,
-                    presented,
-                    f.sqlstate,
-                    &f.message,
-                    startup,
-                );
-                send_fatal(&mut client, &f).await;
-                return true;
+                return self
+                    .refuse(&mut client, &meta, None, presented, f, startup)
+                    .await;
             }
         };
         tracing::Span::current().record("principal", principal.subject.as_str());
-        if let Err(e) = principal.may_use(&self.name, &self.allowed_groups) {
-            let f = Fatal::new("28000", e.to_string());
-            record::refused(
-                &self.audit,
-                &meta,
-                Some(&principal),
-                Some(presented),
-                f.sqlstate,
-                &f.message,
-                startup,
-            );
-            send_fatal(&mut client, &f).await;
-            return true;
-        }
-        let database = self.database(&params);
+        let database = principal
+            .may_use(&self.name, &self.allowed_groups)
+            .map_err(|e| Fatal::new("28000", e.to_string()))
+            .and_then(|()| self.database(&params));
         let database = match database {
             Ok(d) => d,
             Err(f) => {
-                record::refused(
-                    &self.audit,
-                    &meta,
-                    Some(&principal),
-                    Some(presented),
-                    f.sqlstate,
-                    &f.message,
-                    startup,
-                );
-                send_fatal(&mut client, &f).await;
-                return true;
+                return self
+                    .refuse(
+                        &mut client,
+                        &meta,
+                        Some(&principal),
+                        Some(presented),
+                        f,
+                        startup,
+                    )
+                    .await;
             }
         };
 
@@ -322,6 +294,30 @@ impl PgProxy {
                 }
             }
         }
+    }
+
+    /// Refuses the session before it reaches the server: audited with what
+    /// was presented, then a FATAL error. Returns true (it was a session).
+    async fn refuse(
+        &self,
+        client: &mut FrameReader<PgStream>,
+        meta: &SessionMeta,
+        principal: Option<&Principal>,
+        presented: Option<String>,
+        f: Fatal,
+        startup: serde_json::Value,
+    ) -> bool {
+        record::refused(
+            &self.audit,
+            meta,
+            principal,
+            presented,
+            f.sqlstate,
+            &f.message,
+            startup,
+        );
+        send_fatal(client, &f).await;
+        true
     }
 
     fn check_startup(&self, params: &[(String, String)]) -> Result<(), Fatal> {
