@@ -1,5 +1,9 @@
 //! Typed access to the policy's settings JSON.
 
+pub mod fields;
+
+use std::sync::{Arc, Mutex, PoisonError};
+
 use serde::de::DeserializeOwned;
 
 /// The raw settings JSON from the host (`{}` when none were given).
@@ -33,4 +37,39 @@ pub fn parse_settings<T: DeserializeOwned>(json: &str) -> Result<T, String> {
 /// Milliseconds since the Unix epoch, frozen by the host for the whole decision.
 pub fn now_ms() -> u64 {
     crate::sys::now_ms()
+}
+
+/// Settings parsed once per settings text. A guest may be instantiated
+/// for every decision, but where an instance is reused the parse is not
+/// repeated; a change of settings is noticed by comparing the text.
+pub struct SettingsCache<T> {
+    parsed: Mutex<Option<(String, Arc<T>)>>,
+}
+
+impl<T> Default for SettingsCache<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> SettingsCache<T> {
+    pub const fn new() -> Self {
+        Self {
+            parsed: Mutex::new(None),
+        }
+    }
+
+    /// The current settings, parsed with `parse` unless the same text was parsed before.
+    pub fn get(&self, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<Arc<T>, String> {
+        let json = settings_json();
+        let mut parsed = self.parsed.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((text, value)) = parsed.as_ref()
+            && *text == json
+        {
+            return Ok(Arc::clone(value));
+        }
+        let value = Arc::new(parse(&json)?);
+        *parsed = Some((json, Arc::clone(&value)));
+        Ok(value)
+    }
 }

@@ -6,6 +6,9 @@
 //! and runs once at load.
 
 use gatehouse_sdk::MaskRule;
+use gatehouse_sdk::settings::fields::{
+    array, check_keys, key_path, object, opt_bool, opt_string, opt_u32, string_list, u8_field,
+};
 use gatehouse_sdk::types::{MaskMethod, PartialKeep};
 use serde_json::{Map, Value};
 
@@ -424,97 +427,4 @@ fn names(
         ));
     }
     Ok(list)
-}
-
-fn key_path(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
-}
-
-fn check_keys(path: &str, obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
-    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(format!(
-            "{path}: unknown key \"{k}\" (expected one of: {})",
-            allowed.join(", ")
-        )),
-        None => Ok(()),
-    }
-}
-
-fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, String> {
-    v.as_object()
-        .ok_or_else(|| format!("{path}: expected an object"))
-}
-
-/// `obj[key]` as an array; absent or null is empty.
-fn array<'a>(obj: &'a Map<String, Value>, key: &str, parent: &str) -> Result<&'a [Value], String> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a),
-        Some(_) => Err(format!("{}: expected an array", key_path(parent, key))),
-    }
-}
-
-fn opt_string(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<Option<String>, String> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(format!("{}: expected a string", key_path(parent, key))),
-    }
-}
-
-fn opt_bool(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<Option<bool>, String> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(format!("{}: expected true or false", key_path(parent, key))),
-    }
-}
-
-fn string_list(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<Vec<String>, String> {
-    let path = key_path(parent, key);
-    array(obj, key, parent)?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            v.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| format!("{path}[{i}]: expected a string"))
-        })
-        .collect()
-}
-
-fn opt_u32(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<Option<u32>, String> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .map(Some)
-            .ok_or_else(|| {
-                format!(
-                    "{}: expected a whole number from 0 to {}",
-                    key_path(parent, key),
-                    u32::MAX
-                )
-            }),
-    }
-}
-
-fn u8_field(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<u8, String> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(0),
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| u8::try_from(n).ok())
-            .ok_or_else(|| {
-                format!(
-                    "{}: expected a whole number from 0 to 255",
-                    key_path(parent, key)
-                )
-            }),
-    }
 }

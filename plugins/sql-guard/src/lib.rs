@@ -16,7 +16,9 @@
 mod config;
 mod matching;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use gatehouse_sdk::settings::SettingsCache;
 
 use gatehouse_sdk::types::{Context, Decision, Protocol};
 use gatehouse_sdk::{
@@ -186,32 +188,15 @@ fn grant_key(index: usize, rule: &Rule, statements: &[Statement]) -> String {
 }
 
 /// Settings parsed once per distinct settings string.
-static CACHE: Mutex<Option<(String, Arc<Config>)>> = Mutex::new(None);
+static CACHE: SettingsCache<Config> = SettingsCache::new();
 
 /// The parsed settings, or a fail-closed deny if they do not parse (the host
 /// validates at load, so this only happens if it skipped `validate-config`).
 fn current_config() -> Result<Arc<Config>, Decision> {
-    let json = gatehouse_sdk::settings_json();
-    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((cached_json, config)) = cache.as_ref()
-        && *cached_json == json
-    {
-        return Ok(Arc::clone(config));
-    }
-    match config::parse(&json) {
-        Ok(config) => {
-            let config = Arc::new(config);
-            *cache = Some((json, Arc::clone(&config)));
-            Ok(config)
-        }
-        Err(e) => {
-            log::error("sql-guard settings are invalid", &[("error", &e)]);
-            Err(
-                deny(clip_reason(format!("sql-guard is misconfigured: {e}")))
-                    .annotate("rule", "settings"),
-            )
-        }
-    }
+    CACHE.get(config::parse).map_err(|e| {
+        log::error("sql-guard settings are invalid", &[("error", &e)]);
+        deny(clip_reason(format!("sql-guard is misconfigured: {e}"))).annotate("rule", "settings")
+    })
 }
 
 #[cfg(test)]
