@@ -332,15 +332,37 @@ pub struct PostgresSettings {
     #[serde(default)]
     pub upstream_tls: UpstreamTls,
     /// Lets clients send their Gatehouse credential over a listener without
-    /// TLS. Off by default: only for loopback and tests.
+    /// TLS. Off by default: only for loopback and tests. SCRAM never sends
+    /// it, so SCRAM logins need no TLS.
     #[serde(default)]
     pub allow_cleartext_password: bool,
+    /// How clients prove who they are: `auto`, `scram-sha-256` or `password`.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
     /// Largest single protocol message accepted from either side.
     #[serde(default = "default_pg_max_message")]
     pub max_message_bytes: usize,
     /// How long to wait for the upstream to accept and authenticate.
     #[serde(default = "default_pg_connect_timeout")]
     pub connect_timeout_ms: u64,
+}
+
+/// How a PostgreSQL client logs in to Gatehouse.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// SCRAM-SHA-256 when the user name is the id of an API key that has a
+    /// SCRAM verifier; otherwise the credential (key or OIDC token) as a
+    /// cleartext password.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// SCRAM-SHA-256 with an API key only. Nothing is accepted in cleartext,
+    /// so OIDC tokens cannot log in.
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// Always the credential as a cleartext password.
+    #[serde(rename = "password")]
+    Password,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -603,6 +625,12 @@ impl Config {
                             "must be at least 1".into(),
                         ));
                     }
+                    if pg.client_auth == ClientAuth::ScramSha256 && pg.allow_cleartext_password {
+                        return Err((
+                            key("postgres.allow_cleartext_password"),
+                            "has no effect with client_auth = \"scram-sha-256\", which never accepts a cleartext password; remove one of them".into(),
+                        ));
+                    }
                     if c.credential.is_some() {
                         return Err((
                             key("credential"),
@@ -794,6 +822,37 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("identity.oidc[0].cli_scopes"), "{e}");
+    }
+
+    #[test]
+    fn postgres_client_auth_is_checked() {
+        let pg = |extra: &str| {
+            format!(
+                "[[connections]]\nname = \"db\"\nprotocol = \"postgres\"\nlisten = \"127.0.0.1:0\"\nupstream = \"postgres://127.0.0.1:5432\"\n[connections.postgres]\nuser = \"app\"\n{extra}"
+            )
+        };
+        let auth = |c: &Config| c.connections[0].postgres.as_ref().unwrap().client_auth;
+        assert_eq!(auth(&parse(&pg("")).unwrap()), ClientAuth::Auto);
+        let c = parse(&pg("client_auth = \"scram-sha-256\"\n")).unwrap();
+        assert_eq!(auth(&c), ClientAuth::ScramSha256);
+        let c = parse(&pg("client_auth = \"password\"\n")).unwrap();
+        assert_eq!(auth(&c), ClientAuth::Password);
+        let e = parse(&pg("client_auth = \"md5\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("client_auth") && e.contains("scram-sha-256"),
+            "{e}"
+        );
+        let e = parse(&pg(
+            "client_auth = \"scram-sha-256\"\nallow_cleartext_password = true\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("connections[0].postgres.allow_cleartext_password"),
+            "{e}"
+        );
     }
 
     #[test]

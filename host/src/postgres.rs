@@ -1,7 +1,8 @@
 //! The PostgreSQL adapter: a v3 wire-protocol proxy for one configured
 //! connection. A client logs in with its Gatehouse identity as the
-//! password; Gatehouse opens one upstream session per client with the held
-//! credentials, then relays messages in both directions. Every statement
+//! password (in cleartext, or an API key over SCRAM-SHA-256, see
+//! [`client_auth`]); Gatehouse opens one upstream session per client with
+//! the held credentials, then relays messages in both directions. Every statement
 //! passes the policy chain (`postgres` hook) before it reaches the server,
 //! every result is masked as it streams back, and every statement is
 //! recorded.
@@ -14,6 +15,7 @@
 
 pub mod cancel;
 pub mod catalog;
+pub mod client_auth;
 pub mod codec;
 pub mod event;
 pub mod listener;
@@ -22,6 +24,7 @@ pub mod pipeline;
 pub mod record;
 pub mod requests;
 pub mod responses;
+pub mod scram;
 pub mod session;
 pub mod sql;
 pub mod transport;
@@ -31,7 +34,7 @@ use std::sync::Arc;
 
 use crate::approval::Approvals;
 use crate::audit::AuditSink;
-use crate::config::ConnectionConfig;
+use crate::config::{ClientAuth, ConnectionConfig};
 use crate::identity::Authenticator;
 use crate::mask::MaskCompiler;
 use crate::metrics::Metrics;
@@ -53,7 +56,11 @@ pub struct PgProxy {
     catalog: catalog::Catalog,
     cancels: Arc<cancel::CancelRegistry>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// The listener certificate's `tls-server-end-point` data, for
+    /// SCRAM-SHA-256-PLUS over TLS.
+    tls_end_point: Option<Vec<u8>>,
     allow_cleartext_password: bool,
+    client_auth: ClientAuth,
     pinned_database: Option<String>,
     max_message: usize,
     approvals: Arc<Approvals>,
@@ -82,6 +89,10 @@ impl PgProxy {
             target.tls.is_some(),
             c.upstream_ca_file.as_deref(),
         ));
+        let tls_end_point = match &c.tls {
+            Some(t) => client_auth::end_point(&t.cert_file)?,
+            None => None,
+        };
         let tls = match &c.tls {
             Some(t) => {
                 let base = crate::tls::server_config(&t.cert_file, &t.key_file)
@@ -110,7 +121,9 @@ impl PgProxy {
             catalog,
             cancels: Arc::new(cancel::CancelRegistry::default()),
             tls,
+            tls_end_point,
             allow_cleartext_password: pg.allow_cleartext_password,
+            client_auth: pg.client_auth,
             pinned_database: pg.database.clone(),
             max_message: pg.max_message_bytes,
             approvals,

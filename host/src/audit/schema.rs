@@ -6,7 +6,9 @@ pub struct Migration {
     pub statements: &'static [&'static str],
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
+pub const MIGRATIONS: &[Migration] = &[V1, V2];
+
+const V1: Migration = Migration {
     version: 1,
     statements: &[
         "CREATE TABLE IF NOT EXISTS sessions (
@@ -49,4 +51,13 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             revoked_at_ms BIGINT
         )",
     ],
-}];
+};
+
+/// The SCRAM-SHA-256 verifier of each key, in PostgreSQL's format, for
+/// PostgreSQL clients that log in with SCRAM. Keys made earlier have none.
+/// `ADD COLUMN` without `IF NOT EXISTS`, which SQLite lacks.
+const V2: Migration = Migration {
+    version: 2,
+    statements: &["ALTER TABLE api_keys ADD COLUMN scram_verifier TEXT"],
+};
+

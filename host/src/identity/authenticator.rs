@@ -18,6 +18,12 @@ impl Authenticator {
         Self { keys, oidc }
     }
 
+    /// The key store, for logins that prove a key without presenting it
+    /// (PostgreSQL SCRAM).
+    pub fn keys(&self) -> &ApiKeys {
+        &self.keys
+    }
+
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, AuthError> {
         if presented.starts_with("ghk_") {
             return self.keys.authenticate(presented).await;

@@ -327,6 +327,17 @@ pub fn decode_startup(body: &[u8]) -> Result<StartupPacket, WireError> {
     }
 }
 
+/// A `SASLInitialResponse` (tag `p` during a SASL login): the mechanism the
+/// client chose and its first message, `None` when it sent none (length -1).
+/// The `SASLResponse`s that follow are the bare message body.
+pub fn decode_sasl_initial(body: &[u8]) -> Result<(&str, Option<&[u8]>), WireError> {
+    let mut c = Cursor::new(body);
+    let mechanism = c.cstr()?;
+    let data = c.value()?;
+    c.end("SASLInitialResponse")?;
+    Ok((mechanism, data))
+}
+
 /// One column of a `RowDescription`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldDescription {
@@ -638,12 +649,33 @@ mod tests {
         assert!(seeds >= 10, "the corpus in {} went missing", dir.display());
     }
 
+    #[test]
+    fn sasl_initial_response() {
+        let mut b = BytesMut::new();
+        put_cstr(&mut b, "SCRAM-SHA-256");
+        b.put_i32(3);
+        b.put_slice(b"n,,");
+        assert_eq!(
+            decode_sasl_initial(&b).unwrap(),
+            ("SCRAM-SHA-256", Some(&b"n,,"[..]))
+        );
+        let mut none = BytesMut::new();
+        put_cstr(&mut none, "SCRAM-SHA-256");
+        none.put_i32(-1);
+        assert_eq!(decode_sasl_initial(&none).unwrap().1, None);
+        assert!(decode_sasl_initial(&b[..b.len() - 1]).is_err());
+        b.put_u8(0);
+        assert!(decode_sasl_initial(&b).is_err());
+        assert!(decode_sasl_initial(b"SCRAM-SHA-256").is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4096))]
         #[test]
         fn decoders_never_panic(tag in any::<u8>(), body in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode_frontend(tag, &body);
             let _ = decode_startup(&body);
+            let _ = decode_sasl_initial(&body);
             let _ = decode_row_description(&body);
             let _ = decode_data_row(&body);
             let _ = Notice::decode(&body);

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::PgProxy;
+use super::client_auth::Login;
 use super::codec::{self, Frame, Notice, StartupPacket, WireError, backend};
 use super::pipeline::ClientNote;
 use super::record;
@@ -32,14 +33,14 @@ pub struct Session {
 }
 
 /// A refusal during startup, sent as a FATAL error.
-struct Fatal {
-    sqlstate: &'static str,
-    message: String,
-    hint: Option<&'static str>,
+pub(super) struct Fatal {
+    pub(super) sqlstate: &'static str,
+    pub(super) message: String,
+    pub(super) hint: Option<&'static str>,
 }
 
 impl Fatal {
-    fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
         Self {
             sqlstate,
             message: message.into(),
@@ -124,7 +125,7 @@ impl PgProxy {
         }
 
         // Authentication with the Gatehouse identity.
-        let (principal, presented) = match self.authenticate(&mut client).await {
+        let (principal, presented) = match self.authenticate(&mut client, &params).await {
             Ok(p) => p,
             Err((f, presented)) => {
                 return self
@@ -354,19 +355,27 @@ impl PgProxy {
         }
     }
 
-    /// Asks for the password (the Gatehouse credential) and checks it.
+    /// Asks for the password (the Gatehouse credential) and checks it, or
+    /// runs SCRAM when the user name is a key id (`client_auth.rs`).
     async fn authenticate(
         &self,
         client: &mut FrameReader<PgStream>,
+        params: &[(String, String)],
     ) -> Result<(Principal, String), (Fatal, Option<String>)> {
+        if let Login::Scram(key) = self.choose_login(params).await? {
+            let (verifier, info) = *key;
+            return self.scram_login(client, verifier, info).await;
+        }
         if !client.get_mut().is_tls() && !self.allow_cleartext_password {
             return Err((
                 Fatal {
                     sqlstate: "28000",
                     message: format!("connection {} accepts credentials only over TLS", self.name),
-                    hint: Some(
-                        "connect with sslmode=require (the credential is sent as the password)",
-                    ),
+                    hint: Some(if self.client_auth == crate::config::ClientAuth::Password {
+                        "connect with sslmode=require (the credential is sent as the password)"
+                    } else {
+                        "connect with sslmode=require (the credential is sent as the password), or log in with an API key over SCRAM-SHA-256: its id as the user name, the key as the password"
+                    }),
                 },
                 None,
             ));
@@ -409,7 +418,10 @@ impl PgProxy {
         }
         let presented = Authenticator::describe(&password);
         match self.auth.authenticate(&password).await {
-            Ok(p) => Ok((p, presented)),
+            Ok(p) => {
+                tracing::info!(method = "password", presented = %presented, "client authenticated");
+                Ok((p, presented))
+            }
             Err(e) => {
                 tracing::info!(reason = e.label(), presented = %presented, "authentication refused");
                 let sqlstate = match e {
