@@ -9,6 +9,7 @@
 pub mod chain;
 pub mod record;
 pub mod schema;
+pub mod shared;
 pub mod store;
 pub mod writer;
 

@@ -84,19 +84,48 @@ fn setup() -> Setup {
 
 fn events(gh: &Gatehouse, kind: &str) -> Vec<(String, String, Value)> {
     let db = gh.audit_db();
+    let parts = shared_parts(&db);
     let mut stmt = db
         .prepare("SELECT verdict, summary, detail FROM events WHERE kind = ?1 ORDER BY at_ms, seq")
         .unwrap();
     stmt.query_map([kind], |r| {
+        let mut detail = serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or(Value::Null);
+        resolve_shared(&mut detail, &parts);
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, detail))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// Reused decisions are stored once, in `shared_parts`, and referred to by
+/// digest; readers put them back, as the audit API does.
+fn shared_parts(db: &rusqlite::Connection) -> std::collections::HashMap<String, Value> {
+    let mut stmt = db.prepare("SELECT digest, body FROM shared_parts").unwrap();
+    stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or(Value::Null),
+            serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or(Value::Null),
         ))
     })
     .unwrap()
     .map(Result::unwrap)
     .collect()
+}
+
+fn resolve_shared(v: &mut Value, parts: &std::collections::HashMap<String, Value>) {
+    match v {
+        Value::Object(m) if m.len() == 1 && m.contains_key("$shared") => {
+            let digest = m["$shared"].as_str().unwrap_or_default().to_string();
+            *v = parts
+                .get(&digest)
+                .cloned()
+                .unwrap_or_else(|| panic!("shared part {digest} is missing"));
+        }
+        Value::Object(m) => m.values_mut().for_each(|x| resolve_shared(x, parts)),
+        Value::Array(a) => a.iter_mut().for_each(|x| resolve_shared(x, parts)),
+        _ => {}
+    }
 }
 
 /// Waits until an event of `kind` whose summary contains `needle` is stored.
@@ -136,6 +165,20 @@ fn psql_queries_pass_with_held_scram_credentials_and_are_recorded() {
     let (_, _, second) = wait_for(&s.gh, "pg.statement", "ORDER BY id DESC");
     assert_eq!(first["decisions"]["query"].get("cached"), None);
     assert_eq!(second["decisions"]["query"]["cached"], true);
+    assert_eq!(
+        second["decisions"]["query"]["decisions"][0]["policy"],
+        "sql-guard"
+    );
+    // A reused decision is stored once and referred to from each statement.
+    let raw: String =
+        s.gh.audit_db()
+            .query_row(
+                "SELECT detail FROM events WHERE summary LIKE '%ORDER BY id DESC%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+    assert!(raw.contains("\"$shared\":\"sha256:"), "{raw}");
 
     let (verdict, _, detail) = wait_for(&s.gh, "pg.statement", "SELECT name FROM customers");
     assert_eq!(verdict, "allow");

@@ -71,6 +71,11 @@ pub struct AuditEvent {
 pub enum Detail {
     Value(serde_json::Value),
     Json(String),
+    /// JSON holding references to parts stored once (see [`super::shared`]).
+    JsonShared {
+        json: String,
+        shared: Vec<std::sync::Arc<super::shared::SharedPart>>,
+    },
 }
 
 impl From<serde_json::Value> for Detail {
@@ -89,10 +94,23 @@ impl Detail {
         }
     }
 
-    pub fn into_json(self) -> String {
+    /// Serializes a typed record that refers to `shared` parts.
+    pub fn serialize_shared<T: serde::Serialize>(
+        record: &T,
+        shared: Vec<std::sync::Arc<super::shared::SharedPart>>,
+    ) -> Detail {
+        match serde_json::to_string(record) {
+            Ok(json) => Detail::JsonShared { json, shared },
+            Err(e) => Detail::Value(serde_json::json!({ "unserializable": e.to_string() })),
+        }
+    }
+
+    /// The detail as stored, and the shared parts it refers to.
+    pub fn into_parts(self) -> (String, Vec<std::sync::Arc<super::shared::SharedPart>>) {
         match self {
-            Detail::Value(v) => v.to_string(),
-            Detail::Json(s) => s,
+            Detail::Value(v) => (v.to_string(), vec![]),
+            Detail::Json(s) => (s, vec![]),
+            Detail::JsonShared { json, shared } => (json, shared),
         }
     }
 }

@@ -6,7 +6,7 @@ pub struct Migration {
     pub statements: &'static [&'static str],
 }
 
-pub const MIGRATIONS: &[Migration] = &[V1, V2];
+pub const MIGRATIONS: &[Migration] = &[V1, V2, V3];
 
 const V1: Migration = Migration {
     version: 1,
@@ -61,3 +61,13 @@ const V2: Migration = Migration {
     statements: &["ALTER TABLE api_keys ADD COLUMN scram_verifier TEXT"],
 };
 
+/// Parts many events repeat (reused policy decisions), stored once and
+/// referred to from event details by digest (`audit/shared.rs`).
+const V3: Migration = Migration {
+    version: 3,
+    statements: &["CREATE TABLE IF NOT EXISTS shared_parts (
+            digest TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            created_at_ms BIGINT NOT NULL
+        )"],
+};

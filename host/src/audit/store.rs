@@ -1,6 +1,7 @@
 //! The store behind the audit trail and the API keys: one schema, two
 //! backends, reached through sqlx's `Any` driver so queries are written once.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use sqlx::{AnyPool, Row};
 
 use super::chain::{self, Chained};
 use super::schema::MIGRATIONS;
+use super::shared::{self, SharedPart};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -24,6 +26,8 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct AuditStore {
     pool: AnyPool,
+    /// SQLite, where multi-row inserts use anonymous `?` parameters.
+    sqlite: bool,
 }
 
 /// An event ready to insert, with its place in the chain.
@@ -143,7 +147,7 @@ impl AuditStore {
                 url: redacted,
                 source,
             })?;
-        let store = Self { pool };
+        let store = Self { pool, sqlite };
         store.migrate().await?;
         Ok(store)
     }
@@ -194,11 +198,24 @@ impl AuditStore {
     /// Writes one batch in one transaction: new sessions, events, ended sessions.
     pub async fn write_batch(
         &self,
+        shared: &[std::sync::Arc<SharedPart>],
         sessions: &[NewSession],
         events: &[ChainedEvent],
         ended: &[(String, i64)],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Parts first: an event is never stored before what it refers to.
+        for p in shared {
+            sqlx::query(
+                "INSERT INTO shared_parts (digest, body, created_at_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(&p.digest)
+            .bind(p.body.get())
+            .bind(super::record::now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
         for s in sessions {
             sqlx::query(
                 "INSERT INTO sessions (id, connection, protocol, client_addr, principal_subject, principal_json, started_at_ms)
@@ -214,31 +231,37 @@ impl AuditStore {
             .execute(&mut *tx)
             .await?;
         }
-        for e in events {
+        // Several events per statement: one round trip to the database
+        // (and, on SQLite, to its worker thread) per chunk, not per event.
+        for chunk in events.chunks(EVENTS_PER_INSERT) {
+            let sql = insert_events_sql(chunk.len(), self.sqlite);
+            let mut q = sqlx::query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(&e.session_id)
+                    .bind(e.seq)
+                    .bind(e.at_ms)
+                    .bind(&e.kind)
+                    .bind(&e.principal_subject)
+                    .bind(&e.verdict)
+                    .bind(&e.summary)
+                    .bind(&e.detail)
+                    .bind(&e.prev_hash)
+                    .bind(&e.hash);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // One counter update per session in the batch.
+        for t in session_tallies(events) {
             sqlx::query(
-                "INSERT INTO events (session_id, seq, at_ms, kind, principal_subject, verdict, summary, detail, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "UPDATE sessions SET event_count = event_count + $2,
+                   principal_subject = COALESCE(principal_subject, NULLIF($3, '')),
+                   principal_json = COALESCE(principal_json, $4) WHERE id = $1",
             )
-            .bind(&e.session_id)
-            .bind(e.seq)
-            .bind(e.at_ms)
-            .bind(&e.kind)
-            .bind(&e.principal_subject)
-            .bind(&e.verdict)
-            .bind(&e.summary)
-            .bind(&e.detail)
-            .bind(&e.prev_hash)
-            .bind(&e.hash)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE sessions SET event_count = event_count + 1,
-                   principal_subject = COALESCE(principal_subject, NULLIF($2, '')),
-                   principal_json = COALESCE(principal_json, $3) WHERE id = $1",
-            )
-            .bind(&e.session_id)
-            .bind(&e.principal_subject)
-            .bind(&e.principal_json)
+            .bind(t.session_id)
+            .bind(t.events)
+            .bind(t.principal_subject)
+            .bind(t.principal_json)
             .execute(&mut *tx)
             .await?;
         }
@@ -288,7 +311,8 @@ impl AuditStore {
         .bind(session_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let mut events = rows
+            .iter()
             .map(|r| {
                 let detail_text: String = r.try_get("detail")?;
                 Ok(StoredEvent {
@@ -306,13 +330,58 @@ impl AuditStore {
                     hash: r.try_get("hash")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Put shared parts back; `detail_text` keeps the stored form the
+        // chain hash covers.
+        let mut digests = Vec::new();
+        for e in events
+            .iter()
+            .filter(|e| shared::mentions_references(&e.detail_text))
+        {
+            shared::references(&e.detail, &mut digests);
+        }
+        if !digests.is_empty() {
+            let parts: HashMap<String, serde_json::Value> = self
+                .shared_parts(digests)
+                .await?
+                .into_iter()
+                .filter_map(|(d, body)| Some((d, serde_json::from_str(&body).ok()?)))
+                .collect();
+            for e in &mut events {
+                if shared::mentions_references(&e.detail_text) {
+                    shared::resolve(&mut e.detail, &parts);
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// The stored bodies of shared parts, by digest (missing ones left out).
+    async fn shared_parts(
+        &self,
+        mut digests: Vec<String>,
+    ) -> Result<HashMap<String, String>, StoreError> {
+        digests.sort();
+        digests.dedup();
+        let mut out = HashMap::new();
+        for d in digests {
+            let body: Option<String> =
+                sqlx::query_scalar("SELECT body FROM shared_parts WHERE digest = $1")
+                    .bind(&d)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(b) = body {
+                out.insert(d, b);
+            }
+        }
+        Ok(out)
     }
 
     /// Recomputes a session's chain from its stored events.
     pub async fn verify_session(&self, session_id: &str) -> Result<ChainReport, StoreError> {
         let events = self.events(session_id).await?;
         let mut prev = chain::GENESIS.to_string();
+        let mut checked = HashMap::new();
         let mut report = ChainReport {
             session_id: session_id.to_string(),
             events: events.len() as i64,
@@ -345,6 +414,10 @@ impl AuditStore {
                 );
                 (h != e.hash).then(|| format!("event {} was modified after it was written", e.seq))
             };
+            let problem = match problem {
+                Some(p) => Some(p),
+                None => self.check_shared_parts(e, &mut checked).await?,
+            };
             if let Some(p) = problem {
                 report.broken_at = Some(e.seq);
                 report.problem = Some(p);
@@ -353,6 +426,47 @@ impl AuditStore {
             prev = e.hash.clone();
         }
         Ok(report)
+    }
+
+    /// Whether the parts an event refers to are stored and intact; each
+    /// digest is checked once per verification (`checked`: digest -> intact).
+    async fn check_shared_parts(
+        &self,
+        e: &StoredEvent,
+        checked: &mut HashMap<String, bool>,
+    ) -> Result<Option<String>, StoreError> {
+        if !shared::mentions_references(&e.detail_text) {
+            return Ok(None);
+        }
+        let stored: serde_json::Value =
+            serde_json::from_str(&e.detail_text).unwrap_or(serde_json::Value::Null);
+        let mut digests = Vec::new();
+        shared::references(&stored, &mut digests);
+        digests.retain(|d| !checked.get(d).copied().unwrap_or(false));
+        if digests.is_empty() {
+            return Ok(None);
+        }
+        let parts = self.shared_parts(digests.clone()).await?;
+        for d in digests {
+            match parts.get(&d) {
+                None => {
+                    return Ok(Some(format!(
+                        "event {} refers to shared part {d}, which is missing",
+                        e.seq
+                    )));
+                }
+                Some(body) if shared::digest_of(body) != d => {
+                    return Ok(Some(format!(
+                        "shared part {d} (used by event {}) was modified after it was written",
+                        e.seq
+                    )));
+                }
+                Some(_) => {
+                    checked.insert(d, true);
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Every session id, oldest first (for export and verification).
@@ -392,4 +506,71 @@ pub fn redact_url(url: &str) -> String {
         },
         None => url.to_string(),
     }
+}
+
+/// Rows per multi-row `INSERT INTO events`: 10 parameters each, well under
+/// SQLite's and PostgreSQL's limits on bound parameters.
+const EVENTS_PER_INSERT: usize = 64;
+const EVENT_COLUMNS: usize = 10;
+
+/// SQLite looks a numbered parameter's name up by a linear scan, which
+/// makes binding hundreds of `$n` quadratic; its anonymous `?` are bound by
+/// position. PostgreSQL only knows `$n`.
+fn insert_events_sql(rows: usize, sqlite: bool) -> String {
+    let mut sql = String::from(
+        "INSERT INTO events (session_id, seq, at_ms, kind, principal_subject, verdict, summary, detail, prev_hash, hash) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..EVENT_COLUMNS {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            if sqlite {
+                sql.push('?');
+            } else {
+                sql.push('$');
+                sql.push_str(&(r * EVENT_COLUMNS + c + 1).to_string());
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// What a batch adds to one session's row.
+struct SessionTally<'a> {
+    session_id: &'a str,
+    events: i64,
+    /// The first principal seen in the batch, for a session opened without one.
+    principal_subject: &'a str,
+    principal_json: Option<&'a str>,
+}
+
+fn session_tallies(events: &[ChainedEvent]) -> Vec<SessionTally<'_>> {
+    let mut tallies: Vec<SessionTally<'_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for e in events {
+        let i = *index.entry(e.session_id.as_str()).or_insert_with(|| {
+            tallies.push(SessionTally {
+                session_id: &e.session_id,
+                events: 0,
+                principal_subject: "",
+                principal_json: None,
+            });
+            tallies.len() - 1
+        });
+        let t = &mut tallies[i];
+        t.events += 1;
+        if t.principal_subject.is_empty() {
+            t.principal_subject = &e.principal_subject;
+        }
+        if t.principal_json.is_none() {
+            t.principal_json = e.principal_json.as_deref();
+        }
+    }
+    tallies
 }

@@ -3,7 +3,7 @@
 //! so nothing accepted is dropped. While the store is failing, admission
 //! follows `audit.on_store_failure`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{self, Chained};
 use super::record::{AuditEvent, AuditRecord};
+use super::shared::SharedPart;
 use super::store::{AuditStore, ChainedEvent, NewSession};
 use crate::config::StoreFailureMode;
 use crate::metrics::Metrics;
@@ -19,6 +20,9 @@ use crate::metrics::Metrics;
 const BATCH_MAX: usize = 512;
 const BATCH_LINGER: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Digests remembered as stored; past this the set starts over (a part
+/// written again is a no-op insert).
+const SHARED_KNOWN_MAX: usize = 100_000;
 
 /// Why a new request is not admitted.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -131,6 +135,8 @@ const ENDED_HEAD_TTL_MS: i64 = 10 * 60 * 1000;
 
 async fn run_writer(store: AuditStore, mut rx: mpsc::UnboundedReceiver<Msg>, shared: Arc<Shared>) {
     let mut heads: HashMap<String, ChainHead> = HashMap::new();
+    // Digests of shared parts already in the store (written by this writer).
+    let mut shared_known: HashSet<String> = HashSet::new();
     let mut closed = false;
     while !closed {
         let Some(first) = rx.recv().await else { break };
@@ -155,11 +161,20 @@ async fn run_writer(store: AuditStore, mut rx: mpsc::UnboundedReceiver<Msg>, sha
             }
         }
         let n = records.len();
-        let (sessions, events, ended) = prepare(records, &mut heads);
+        let Prepared {
+            sessions,
+            events,
+            ended,
+            shared: parts,
+        } = prepare(records, &mut heads, &shared_known);
         let mut delay = Duration::from_millis(50);
         loop {
-            match store.write_batch(&sessions, &events, &ended).await {
+            match store.write_batch(&parts, &sessions, &events, &ended).await {
                 Ok(()) => {
+                    if shared_known.len() + parts.len() > SHARED_KNOWN_MAX {
+                        shared_known.clear();
+                    }
+                    shared_known.extend(parts.iter().map(|p| p.digest.clone()));
                     if !shared.healthy.swap(true, Ordering::Relaxed) {
                         tracing::info!("audit store recovered; admitting requests again");
                     }
@@ -191,10 +206,14 @@ async fn run_writer(store: AuditStore, mut rx: mpsc::UnboundedReceiver<Msg>, sha
 fn prepare(
     records: Vec<AuditRecord>,
     heads: &mut HashMap<String, ChainHead>,
-) -> (Vec<NewSession>, Vec<ChainedEvent>, Vec<(String, i64)>) {
+    shared_known: &HashSet<String>,
+) -> Prepared {
+    let mut shared = Vec::new();
+    let mut new_shared = HashSet::new();
     let mut sessions = Vec::new();
     let mut events = Vec::new();
     let mut ended = Vec::new();
+    let mut principals_seen = std::collections::HashSet::new();
     for r in records {
         match r {
             AuditRecord::Event(e) => {
@@ -226,10 +245,20 @@ fn prepare(
                     }
                 });
                 let seq = head.seq + 1;
-                let detail = detail.into_json();
-                let principal_json = principal
-                    .as_ref()
-                    .and_then(|p| serde_json::to_string(p).ok());
+                let (detail, parts) = detail.into_parts();
+                for p in parts {
+                    if !shared_known.contains(&p.digest) && new_shared.insert(p.digest.clone()) {
+                        shared.push(p);
+                    }
+                }
+                // Only the session row keeps the full principal, and only the
+                // first known one: once per session and batch is enough.
+                let principal_json = match &principal {
+                    Some(p) if principals_seen.insert(session.id.clone()) => {
+                        serde_json::to_string(p).ok()
+                    }
+                    _ => None,
+                };
                 let principal_subject = principal.map(|p| p.subject).unwrap_or_default();
                 let kind = kind.as_str().to_string();
                 let hash = chain::hash(
@@ -271,5 +300,106 @@ fn prepare(
     }
     let now = super::record::now_ms();
     heads.retain(|_, h| h.ended_at_ms.is_none_or(|t| now - t < ENDED_HEAD_TTL_MS));
-    (sessions, events, ended)
+    Prepared {
+        sessions,
+        events,
+        ended,
+        shared,
+    }
+}
+
+/// A batch ready for the store.
+struct Prepared {
+    sessions: Vec<NewSession>,
+    events: Vec<ChainedEvent>,
+    ended: Vec<(String, i64)>,
+    /// Parts the events refer to that are not known to be stored yet.
+    shared: Vec<Arc<SharedPart>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::audit::record::{Detail, EventKind, SessionInfo};
+    use crate::audit::shared::SharedPart;
+
+    fn event(session: &str, part: &Arc<SharedPart>, n: u64) -> AuditEvent {
+        AuditEvent {
+            session: SessionInfo {
+                id: session.into(),
+                connection: "db".into(),
+                protocol: "postgres".into(),
+                client_addr: "127.0.0.1:1".into(),
+                started_at_ms: 1,
+            },
+            at_ms: 2,
+            kind: EventKind::PgStatement,
+            principal: None,
+            verdict: "allow".into(),
+            summary: format!("statement {n}"),
+            detail: Detail::serialize_shared(
+                &json!({"n": n, "decisions": {"query": part.reference()}}),
+                vec![part.clone()],
+            ),
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_parts_are_written_once_read_back_in_place_and_verified() {
+        let path = std::env::temp_dir().join(format!(
+            "gatehouse-shared-{}.db",
+            uuid::Uuid::now_v7().simple()
+        ));
+        let url = format!("sqlite://{}", path.display());
+        let store = AuditStore::connect(&url).await.unwrap();
+        let (sink, _task) = AuditSink::start(
+            store.clone(),
+            StoreFailureMode::Reject,
+            1000,
+            Arc::new(Metrics::new()),
+        );
+        let body =
+            serde_json::value::to_raw_value(&json!({"verdict": "allow", "cached": true})).unwrap();
+        let part = Arc::new(SharedPart::new(body));
+        for n in 0..3 {
+            sink.record_event(event("s1", &part, n));
+        }
+        sink.flush().await;
+        sink.record_event(event("s1", &part, 3));
+        sink.flush().await;
+
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM shared_parts")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(stored, 1, "one row for a part used by four events");
+        let events = store.events("s1").await.unwrap();
+        assert_eq!(events.len(), 4);
+        for e in &events {
+            assert_eq!(e.detail["decisions"]["query"]["verdict"], "allow");
+            assert!(e.detail_text.contains(&part.digest), "stored by reference");
+        }
+        let report = store.verify_session("s1").await.unwrap();
+        assert_eq!(report.broken_at, None, "{:?}", report.problem);
+
+        sqlx::query("UPDATE shared_parts SET body = $1")
+            .bind(r#"{"verdict":"deny"}"#)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let report = store.verify_session("s1").await.unwrap();
+        assert_eq!(report.broken_at, Some(1));
+        assert!(report.problem.unwrap().contains("was modified"));
+        sqlx::query("DELETE FROM shared_parts")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let report = store.verify_session("s1").await.unwrap();
+        assert!(report.problem.unwrap().contains("missing"));
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -12,7 +12,7 @@
 //! policy versions that made it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::chain::ChainOutcome;
 
@@ -29,24 +29,23 @@ pub struct CacheKey {
     /// `statement` or `columns`: what the policies promised.
     pub scope: &'static str,
     /// The chain's policy names, in order.
-    pub chain: String,
+    pub chain: Arc<str>,
     /// Subject, issuer, kind, groups and acting-for of the caller.
-    pub principal: String,
+    pub principal: Arc<str>,
     /// The event's shape (e.g. the statement analysis as JSON).
-    pub shape: String,
+    pub shape: Arc<str>,
 }
 
 #[derive(Default)]
 pub struct DecisionCache {
-    entries: Mutex<HashMap<CacheKey, ChainOutcome>>,
+    /// Kept outcomes are marked `cached` and rendered once, when kept.
+    entries: Mutex<HashMap<CacheKey, Arc<ChainOutcome>>>,
 }
 
 impl DecisionCache {
-    pub fn get(&self, key: &CacheKey) -> Option<ChainOutcome> {
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<ChainOutcome>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let mut hit = entries.get(key)?.clone();
-        hit.cached = true;
-        Some(hit)
+        entries.get(key).cloned()
     }
 
     /// Keeps `outcome` when every policy promised `key.scope` and none failed.
@@ -54,11 +53,16 @@ impl DecisionCache {
         if !cacheable(outcome, key.scope) {
             return;
         }
+        let mut kept = outcome.clone();
+        kept.cached = true;
+        kept.rendered = serde_json::value::to_raw_value(&kept)
+            .ok()
+            .map(|body| Arc::new(crate::audit::shared::SharedPart::new(body)));
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CAPACITY {
             entries.clear();
         }
-        entries.insert(key, outcome.clone());
+        entries.insert(key, Arc::new(kept));
     }
 }
 
@@ -101,8 +105,8 @@ mod tests {
             hook: "postgres.on-query",
             scope: "statement",
             chain: "p".into(),
-            principal: "bot".into(),
-            shape: "select t".into(),
+            principal: Arc::from("bot"),
+            shape: Arc::from("select t"),
         }
     }
 
@@ -122,6 +126,10 @@ mod tests {
         cache.put(key(1), &promised);
         let hit = cache.get(&key(1)).unwrap();
         assert!(hit.cached);
+        let rendered: serde_json::Value =
+            serde_json::from_str(hit.rendered.as_ref().unwrap().body.get()).unwrap();
+        assert_eq!(rendered, serde_json::to_value(&*hit).unwrap());
+        assert_eq!(rendered["cached"], true);
         assert!(cache.get(&key(2)).is_none());
     }
 }

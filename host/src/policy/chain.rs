@@ -42,6 +42,12 @@ pub struct ChainOutcome {
     /// Reused from an earlier event of the same shape (see [`super::cache`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// This outcome as recorded, rendered once when it was kept in the
+    /// decision cache, so each reuse is recorded without serializing it
+    /// again.
+    /// Recorded by reference (see [`crate::audit::shared`]).
+    #[serde(skip)]
+    pub rendered: Option<Arc<crate::audit::shared::SharedPart>>,
 }
 
 /// The policies of one connection, resolved against the registry at call time
@@ -52,11 +58,14 @@ pub struct PolicyChain {
     registry: Arc<PolicyRegistry>,
     metrics: Arc<Metrics>,
     cache: Arc<DecisionCache>,
+    /// The policy names joined, the chain's part of every cache key.
+    chain_key: Arc<str>,
 }
 
 impl PolicyChain {
     pub fn new(names: Vec<String>, registry: Arc<PolicyRegistry>, metrics: Arc<Metrics>) -> Self {
         Self {
+            chain_key: Arc::from(names.join("\u{0}")),
             names: names.into(),
             registry,
             metrics,
@@ -71,21 +80,22 @@ impl PolicyChain {
         &self,
         hook: &'static str,
         scope: &'static str,
-        principal: String,
-        shape: String,
+        principal: Arc<str>,
+        shape: Arc<str>,
     ) -> CacheKey {
         CacheKey {
             generation: self.registry.generation(),
             hook,
             scope,
-            chain: self.names.join("\u{0}"),
+            chain: self.chain_key.clone(),
             principal,
             shape,
         }
     }
 
-    /// A reusable outcome for `key`, if one is kept. Cheap; no guest runs.
-    pub fn cached(&self, key: &CacheKey) -> Option<ChainOutcome> {
+    /// A reusable outcome for `key`, if one is kept. Cheap; no guest runs:
+    /// the kept outcome is shared, marked `cached`, and already rendered.
+    pub fn cached(&self, key: &CacheKey) -> Option<Arc<ChainOutcome>> {
         self.cache.get(key)
     }
 
@@ -202,6 +212,7 @@ pub fn combine(decisions: Vec<PolicyDecision>) -> ChainOutcome {
         masks,
         decisions,
         cached: false,
+        rendered: None,
     }
 }
 

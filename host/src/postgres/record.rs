@@ -1,6 +1,8 @@
 //! The audit records of a PostgreSQL session: its opening (or refusal) and
 //! one event per statement, written once the statement's outcome is known.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::pipeline::StatementRun;
@@ -9,6 +11,7 @@ use serde::Serialize;
 use crate::audit::{AuditEvent, AuditSink, Detail, EventKind, SessionInfo};
 use crate::http::event::SessionMeta;
 use crate::identity::Principal;
+use crate::policy::ChainOutcome;
 
 pub fn session_info(s: &SessionMeta) -> SessionInfo {
     SessionInfo {
@@ -83,7 +86,7 @@ struct StatementDetail<'a> {
     protocol: super::pipeline::QueryProtocol,
     sql: &'a str,
     parameters: &'a [Option<String>],
-    analysis: &'a super::sql::Analysis,
+    analysis: &'a serde_json::value::RawValue,
     decisions: Decisions<'a>,
     rows: u64,
     command_tags: &'a [String],
@@ -99,8 +102,21 @@ struct StatementDetail<'a> {
 
 #[derive(Serialize)]
 struct Decisions<'a> {
-    query: &'a crate::policy::ChainOutcome,
-    result: &'a [crate::policy::ChainOutcome],
+    query: Recorded<'a>,
+    result: Vec<Recorded<'a>>,
+}
+
+/// A chain outcome as recorded: a reused one was rendered when it was
+/// cached and is stored once, referred to by its digest.
+struct Recorded<'a>(&'a ChainOutcome);
+
+impl Serialize for Recorded<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0.rendered {
+            Some(part) => part.reference().serialize(s),
+            None => self.0.serialize(s),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -117,7 +133,7 @@ pub struct StatementResult {
     pub masked_columns: Vec<String>,
     pub scanned_columns: Vec<String>,
     pub masked_values: u64,
-    pub result_decisions: Vec<crate::policy::ChainOutcome>,
+    pub result_decisions: Vec<Arc<ChainOutcome>>,
     pub error: Option<Value>,
     /// Never reached the server: refused by policy, or skipped after an
     /// earlier error in the same pipeline.
@@ -146,6 +162,12 @@ pub fn statement(
         (None, Some(_)) => "not executed".to_string(),
         (None, None) => format!("{} rows", result.rows),
     };
+    let mut shared: Vec<Arc<crate::audit::shared::SharedPart>> = std::iter::once(&run.outcome)
+        .chain(result.result_decisions.iter())
+        .filter_map(|o| o.rendered.clone())
+        .collect();
+    shared.sort_by(|a, b| a.digest.cmp(&b.digest));
+    shared.dedup_by(|a, b| a.digest == b.digest);
     audit.record_event(AuditEvent {
         session: session_info(session),
         at_ms: run.at_ms,
@@ -153,29 +175,36 @@ pub fn statement(
         principal: Some(principal.record()),
         verdict: verdict.into(),
         summary: format!("{summary} -> {outcome}"),
-        detail: Detail::serialize(&StatementDetail {
-            request_id: &run.request_id,
-            protocol: run.protocol,
-            sql: &run.sql,
-            parameters: &run.parameters,
-            analysis: &run.analysis,
-            decisions: Decisions {
-                query: &run.outcome,
-                result: &result.result_decisions,
+        detail: Detail::serialize_shared(
+            &StatementDetail {
+                request_id: &run.request_id,
+                protocol: run.protocol,
+                sql: &run.sql,
+                parameters: &run.parameters,
+                analysis: run.analysis.rendered(),
+                decisions: Decisions {
+                    query: Recorded(&run.outcome),
+                    result: result
+                        .result_decisions
+                        .iter()
+                        .map(|o| Recorded(o))
+                        .collect(),
+                },
+                rows: result.rows,
+                command_tags: &result.command_tags,
+                masked_columns: &result.masked_columns,
+                scanned_columns: &result.scanned_columns,
+                masked_values: result.masked_values,
+                suspended: result.suspended,
+                not_executed: result.not_executed.as_deref(),
+                approval: run
+                    .held
+                    .as_ref()
+                    .map(|(id, outcome)| Approval { id, outcome }),
+                error: result.error.as_ref(),
+                duration_us: run.started.elapsed().as_micros() as u64,
             },
-            rows: result.rows,
-            command_tags: &result.command_tags,
-            masked_columns: &result.masked_columns,
-            scanned_columns: &result.scanned_columns,
-            masked_values: result.masked_values,
-            suspended: result.suspended,
-            not_executed: result.not_executed.as_deref(),
-            approval: run
-                .held
-                .as_ref()
-                .map(|(id, outcome)| Approval { id, outcome }),
-            error: result.error.as_ref(),
-            duration_us: run.started.elapsed().as_micros() as u64,
-        }),
+            shared,
+        ),
     });
 }
