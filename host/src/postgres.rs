@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod client_auth;
 pub mod codec;
 pub mod event;
+pub mod kept_plans;
 pub mod listener;
 pub mod masking;
 pub mod pipeline;
@@ -54,6 +55,8 @@ pub struct PgProxy {
     metrics: Arc<Metrics>,
     target: upstream::UpstreamTarget,
     catalog: catalog::Catalog,
+    /// Statement analyses by literal-free form, shared by all sessions.
+    analyses: sql::AnalysisCache,
     cancels: Arc<cancel::CancelRegistry>,
     tls: Option<Arc<rustls::ServerConfig>>,
     /// The listener certificate's `tls-server-end-point` data, for
@@ -119,6 +122,7 @@ impl PgProxy {
             metrics,
             target,
             catalog,
+            analyses: sql::AnalysisCache::default(),
             cancels: Arc::new(cancel::CancelRegistry::default()),
             tls,
             tls_end_point,

@@ -14,7 +14,7 @@ use super::codec::FieldDescription;
 use super::event::ResolvedColumn;
 
 /// How long a looked-up name is trusted (OIDs can be reused after a drop).
-const TTL: Duration = Duration::from_secs(60);
+pub const TTL: Duration = Duration::from_secs(60);
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct Catalog {

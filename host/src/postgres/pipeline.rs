@@ -3,7 +3,7 @@
 //! response pushes one [`Expect`] before it is written; the response side
 //! pops them as the answers arrive.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use super::codec::Frame;
@@ -24,15 +24,58 @@ pub struct StatementRun {
     pub sql: Arc<str>,
     pub parameters: Vec<Option<String>>,
     pub analysis: Arc<Analysis>,
-    pub ctx: Arc<wit::Context>,
-    pub query: Arc<wit_pg::Query>,
-    /// The `on-query` decision.
-    pub outcome: ChainOutcome,
+    /// What policies are shown of the statement; built only when a policy
+    /// is asked (a cached decision needs none).
+    pub wit: OnceLock<WitView>,
+    /// The `on-query` decision (shared with the decision cache when reused).
+    pub outcome: Arc<ChainOutcome>,
     /// When a policy asked for approval: the approval id and how it ended.
     pub held: Option<(String, ApprovalOutcome)>,
 }
 
+/// The statement as the policy contract describes it.
+#[derive(Clone)]
+pub struct WitView {
+    pub ctx: Arc<wit::Context>,
+    pub query: Arc<wit_pg::Query>,
+}
+
+impl WitView {
+    pub fn new(
+        s: &super::session::Session,
+        request_id: &str,
+        sql: &str,
+        parameters: &[Option<String>],
+        analysis: &Analysis,
+    ) -> Self {
+        Self {
+            ctx: Arc::new(super::event::context(
+                &s.principal,
+                &s.meta,
+                &s.labels,
+                request_id,
+            )),
+            query: Arc::new(super::event::query(sql, parameters.to_vec(), analysis)),
+        }
+    }
+}
+
 impl StatementRun {
+    /// The policy's view of this statement, built on first use.
+    pub fn wit(&self, s: &super::session::Session) -> WitView {
+        self.wit
+            .get_or_init(|| {
+                WitView::new(
+                    s,
+                    &self.request_id,
+                    &self.sql,
+                    &self.parameters,
+                    &self.analysis,
+                )
+            })
+            .clone()
+    }
+
     /// The verdict as recorded: an approved hold counts as allowed.
     pub fn verdict_label(&self) -> &'static str {
         match (&self.outcome.verdict, &self.held) {

@@ -16,9 +16,9 @@ use tokio::sync::{mpsc, watch};
 use super::PgProxy;
 use super::codec::{self, Frame, FrontendMessage, Notice, WireError};
 use super::event;
-use super::pipeline::{ClientNote, Expect, QueryProtocol, Refusal, StatementRun};
+use super::pipeline::{ClientNote, Expect, QueryProtocol, Refusal, StatementRun, WitView};
 use super::session::Session;
-use super::sql::{self, Analysis};
+use super::sql::Analysis;
 use super::transport::{FrameReader, PgStream, STREAM_THRESHOLD};
 use crate::approval::{ApprovalInfo, ApprovalOutcome};
 use crate::policy::chain::Verdict;
@@ -44,6 +44,8 @@ pub struct RequestSide {
     statements: HashMap<String, Prepared>,
     /// After a refusal in the extended protocol, until the next Sync.
     skipping: bool,
+    /// The caller's part of decision-cache keys, made once per session.
+    principal_key: Arc<str>,
 }
 
 impl RequestSide {
@@ -54,7 +56,9 @@ impl RequestSide {
         expect: mpsc::UnboundedSender<Expect>,
         notes: mpsc::UnboundedSender<ClientNote>,
     ) -> Self {
+        let principal_key = Arc::from(event::principal_key(&session.principal));
         Self {
+            principal_key,
             proxy,
             session,
             upstream,
@@ -122,7 +126,7 @@ impl RequestSide {
         match msg {
             FrontendMessage::Query(sql) => self.simple_query(frame, sql).await?,
             FrontendMessage::Parse { name, sql, .. } if !self.skipping => {
-                let analysis = Arc::new(sql::analyze(sql));
+                let analysis = self.proxy.analyses.analyze(sql);
                 self.statements.insert(
                     name.to_string(),
                     Prepared {
@@ -213,7 +217,7 @@ impl RequestSide {
     }
 
     async fn simple_query(&mut self, frame: &Frame, sql: &str) -> Result<(), WireError> {
-        let analysis = Arc::new(sql::analyze(sql));
+        let analysis = self.proxy.analyses.analyze(sql);
         let run = self
             .decide(QueryProtocol::Simple, Arc::from(sql), vec![], analysis)
             .await?;
@@ -287,25 +291,21 @@ impl RequestSide {
         let started = Instant::now();
         let at_ms = crate::audit::record::now_ms();
         let s = self.session.clone();
-        let ctx = Arc::new(event::context(
-            &s.principal,
-            &s.meta,
-            &s.labels,
-            &request_id,
-        ));
-        let query = Arc::new(event::query(&sql, parameters.clone(), &analysis));
         // What is already queued can run on the server while the policies think.
         self.flush().await?;
         let key = self.proxy.chain.cache_key(
             "postgres.on-query",
             "statement",
-            event::principal_key(&s.principal),
-            serde_json::to_string(&*analysis).unwrap_or_default(),
+            self.principal_key.clone(),
+            analysis.shape(),
         );
+        let wit = std::sync::OnceLock::new();
         let outcome = match self.proxy.chain.cached(&key) {
             Some(hit) => hit,
             None => {
-                let (ctx, query) = (ctx.clone(), query.clone());
+                let view = WitView::new(&s, &request_id, &sql, &parameters, &analysis);
+                let (ctx, query) = (view.ctx.clone(), view.query.clone());
+                let _ = wit.set(view);
                 let chain = self.proxy.chain.clone();
                 let outcome = tokio::task::spawn_blocking(move || {
                     chain.run(move |p| p.postgres_on_query(&ctx, &query))
@@ -315,7 +315,7 @@ impl RequestSide {
                     WireError::Io(std::io::Error::other(format!("policy task failed: {e}")))
                 })?;
                 self.proxy.chain.remember(key, &outcome);
-                outcome
+                Arc::new(outcome)
             }
         };
         let held = match &outcome.verdict {
@@ -350,8 +350,7 @@ impl RequestSide {
             sql,
             parameters,
             analysis,
-            ctx,
-            query,
+            wit,
             outcome,
             held,
         };

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::PgProxy;
 use super::codec::{self, FieldDescription, Frame, Notice, WireError};
 use super::event;
+use super::kept_plans::{KeptPlan, KeptPlans};
 use super::masking::MaskPlan;
 use super::pipeline::{ClientNote, Expect, Refusal, StatementRun};
 use super::record::{self, StatementResult};
@@ -55,6 +56,10 @@ pub struct ResponseSide {
     /// The client side has ended (Terminate or disconnect): the server
     /// closing is then the normal end.
     client_done: bool,
+    /// Mask plans resolved before, for results of the same shape.
+    kept_plans: KeptPlans,
+    /// The caller's part of decision-cache keys, made once per session.
+    principal_key: Arc<str>,
 }
 
 impl ResponseSide {
@@ -65,7 +70,10 @@ impl ResponseSide {
         expect: mpsc::UnboundedReceiver<Expect>,
         notes: mpsc::UnboundedReceiver<ClientNote>,
     ) -> Self {
+        let principal_key = Arc::from(event::principal_key(&session.principal));
         Self {
+            principal_key,
+            kept_plans: KeptPlans::default(),
             proxy,
             session,
             client,
@@ -440,11 +448,24 @@ impl ResponseSide {
     /// Resolves masks for one result set: the statement's own masks plus
     /// what `on-result-columns` says about these columns.
     async fn plan(
-        &self,
+        &mut self,
         run: &Arc<StatementRun>,
         fields: &[FieldDescription],
         result: &mut StatementResult,
     ) -> (Option<Arc<MaskPlan>>, Option<Frame>) {
+        let kept_key = self.kept_plans.key(run, fields);
+        if let Some(k) = kept_key.and_then(|key| self.kept_plans.get(key, fields)) {
+            result.result_decisions.push(k.result_outcome.clone());
+            if let Some(plan) = &k.plan {
+                result
+                    .masked_columns
+                    .extend(plan.masked_columns.iter().cloned());
+                result
+                    .scanned_columns
+                    .extend(plan.scanned_columns.iter().cloned());
+            }
+            return (k.plan.clone(), k.notice.clone());
+        }
         let columns = self
             .proxy
             .catalog
@@ -454,31 +475,61 @@ impl ResponseSide {
         let key = self.proxy.chain.cache_key(
             "postgres.on-result-columns",
             "columns",
-            event::principal_key(&self.session.principal),
-            format!(
+            self.principal_key.clone(),
+            Arc::from(format!(
                 "{}\u{0}{}",
-                serde_json::to_string(&*run.analysis).unwrap_or_default(),
+                run.analysis.shape(),
                 serde_json::to_string(&wit_columns_shape(&columns)).unwrap_or_default()
-            ),
+            )),
         );
         let outcome = match self.proxy.chain.cached(&key) {
             Some(hit) => Some(hit),
             None => {
-                let (ctx, query) = (run.ctx.clone(), run.query.clone());
+                let view = run.wit(&self.session);
                 let chain = self.proxy.chain.clone();
                 let fresh = tokio::task::spawn_blocking(move || {
-                    chain.run(move |p| p.postgres_on_result_columns(&ctx, &query, &wit_columns))
+                    chain.run(move |p| {
+                        p.postgres_on_result_columns(&view.ctx, &view.query, &wit_columns)
+                    })
                 })
                 .await
                 .ok();
                 if let Some(o) = &fresh {
                     self.proxy.chain.remember(key, o);
                 }
-                fresh
+                fresh.map(Arc::new)
             }
         };
+        let (plan, notice) = self.build_plan(run, &columns, outcome.as_deref(), result);
+        if let (Some(key), Some(o)) = (kept_key, &outcome)
+            && o.cached
+        {
+            self.kept_plans.put(
+                key,
+                fields,
+                run,
+                KeptPlan {
+                    result_outcome: o.clone(),
+                    plan: plan.clone(),
+                    notice: notice.clone(),
+                },
+            );
+        }
+        result.result_decisions.extend(outcome);
+        (plan, notice)
+    }
+
+    /// The statement's masks and the result decision's, compiled against
+    /// these columns.
+    fn build_plan(
+        &self,
+        run: &StatementRun,
+        columns: &[event::ResolvedColumn],
+        outcome: Option<&crate::policy::ChainOutcome>,
+        result: &mut StatementResult,
+    ) -> (Option<Arc<MaskPlan>>, Option<Frame>) {
         let mut rules: Vec<MaskRule> = run.outcome.masks.clone();
-        let withhold = match &outcome {
+        let withhold = match outcome {
             None => Some("the result policy could not be asked".to_string()),
             Some(o) => {
                 rules.extend(o.masks.iter().cloned());
@@ -491,10 +542,9 @@ impl ResponseSide {
                 }
             }
         };
-        result.result_decisions.extend(outcome);
         let notice = withhold.map(|why| {
             // The statement has run; what it returns is withheld value by value.
-            for c in &columns {
+            for c in columns {
                 rules.push(MaskRule {
                     target: MaskTarget::Column(c.field.name.clone()),
                     method: MaskMethod::Redact,
@@ -531,7 +581,7 @@ impl ResponseSide {
                 }
             }
         };
-        let Some(plan) = MaskPlan::build(&columns, compiled) else {
+        let Some(plan) = MaskPlan::build(columns, compiled) else {
             return (None, notice);
         };
         result

@@ -4,14 +4,18 @@
 //! PostgreSQL's grammar; what it cannot parse is reported as a parse error
 //! so the policy still decides (it is never a silent allow).
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use sqlparser::ast::{
     Expr, ObjectName, ObjectType, Query, SelectInto, SetExpr, Statement, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 /// Mirrors the WIT `statement-kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,11 +51,40 @@ pub struct StatementInfo {
 }
 
 /// The analysis of one SQL string (which may hold several statements).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
     pub statements: Vec<StatementInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parse_error: Option<String>,
+    /// This analysis as JSON, made on first use: the statement's shape in
+    /// decision-cache keys, and what audit records copy.
+    #[serde(skip)]
+    shape: OnceLock<Arc<RawValue>>,
+}
+
+impl PartialEq for Analysis {
+    fn eq(&self, other: &Self) -> bool {
+        self.statements == other.statements && self.parse_error == other.parse_error
+    }
+}
+
+impl Eq for Analysis {}
+
+impl Analysis {
+    /// The analysis as JSON; the same for every statement that differs only
+    /// in literals.
+    pub fn shape(&self) -> Arc<str> {
+        Arc::from(self.rendered().get())
+    }
+
+    /// The analysis as JSON, rendered once.
+    pub fn rendered(&self) -> &RawValue {
+        self.shape.get_or_init(|| {
+            serde_json::value::to_raw_value(self)
+                .map(Arc::from)
+                .unwrap_or_else(|_| Arc::from(RawValue::NULL.to_owned()))
+        })
+    }
 }
 
 /// Parses and classifies `sql`. Never fails: a parse failure is part of the answer.
@@ -60,12 +93,96 @@ pub fn analyze(sql: &str) -> Analysis {
         Ok(stmts) => Analysis {
             statements: stmts.iter().map(classify).collect(),
             parse_error: None,
+            shape: OnceLock::new(),
         },
         Err(e) => Analysis {
             statements: vec![],
             parse_error: Some(e.to_string()),
+            shape: OnceLock::new(),
         },
     }
+}
+
+/// Analyses of statements seen before, keyed by their literal-free form.
+///
+/// What [`analyze`] reports (kinds, tables, WHERE, functions) depends on the
+/// statement's tokens, never on the values of its numeric and string
+/// literals; so `... WHERE aid = 17` and `... WHERE aid = 42` share one
+/// analysis, and the parse runs once per statement shape instead of once per
+/// statement. The key keeps every other token verbatim (identifiers with
+/// their quoting, operators, keywords, `$n` placeholders, dollar-quoted
+/// bodies) and the class of each literal. Statements that fail to parse are
+/// not kept: their error message may quote a literal of that statement.
+pub struct AnalysisCache {
+    entries: Mutex<HashMap<Box<str>, Arc<Analysis>>>,
+}
+
+/// Longest statement kept; longer ones are analysed every time.
+const CACHED_SQL_MAX: usize = 8 * 1024;
+const CACHE_CAPACITY: usize = 4096;
+
+impl Default for AnalysisCache {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl AnalysisCache {
+    pub fn analyze(&self, sql: &str) -> Arc<Analysis> {
+        let Some(key) = (sql.len() <= CACHED_SQL_MAX)
+            .then(|| literal_free_form(sql))
+            .flatten()
+        else {
+            return Arc::new(analyze(sql));
+        };
+        if let Some(hit) = self.lock().get(key.as_str()) {
+            return hit.clone();
+        }
+        let fresh = Arc::new(analyze(sql));
+        if fresh.parse_error.is_none() {
+            let mut entries = self.lock();
+            if entries.len() >= CACHE_CAPACITY {
+                entries.clear();
+            }
+            entries.insert(key.into_boxed_str(), fresh.clone());
+        }
+        fresh
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<Analysis>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The statement's tokens with literals replaced by their class, whitespace
+/// and comments dropped; `None` when it does not tokenize.
+fn literal_free_form(sql: &str) -> Option<String> {
+    use std::fmt::Write;
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let mut key = String::with_capacity(sql.len());
+    for t in &tokens {
+        match t {
+            Token::Whitespace(_) => continue,
+            Token::Number(..) => key.push_str("?num"),
+            Token::SingleQuotedString(_) => key.push_str("?str"),
+            Token::EscapedStringLiteral(_) => key.push_str("?estr"),
+            Token::NationalStringLiteral(_) => key.push_str("?nstr"),
+            Token::UnicodeStringLiteral(_) => key.push_str("?ustr"),
+            Token::HexStringLiteral(_) => key.push_str("?xstr"),
+            Token::SingleQuotedByteStringLiteral(_) => key.push_str("?bstr"),
+            // Words print with their quoting, so "Foo" and Foo differ.
+            Token::Word(w) => {
+                let _ = write!(key, "w{w}");
+            }
+            other => {
+                let _ = write!(key, "{other}");
+            }
+        }
+        key.push('\u{1}');
+    }
+    Some(key)
 }
 
 fn classify(stmt: &Statement) -> StatementInfo {
@@ -433,5 +550,50 @@ mod tests {
     fn deep_nesting_is_a_parse_error_not_a_crash() {
         let sql = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
         assert!(analyze(&sql).parse_error.is_some());
+    }
+
+    #[test]
+    fn statements_that_differ_only_in_literals_share_one_analysis() {
+        let cache = AnalysisCache::default();
+        let a = cache.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 17;");
+        let b =
+            cache.analyze("SELECT abalance\n  FROM pgbench_accounts /* again */ WHERE aid = 42;");
+        assert!(Arc::ptr_eq(&a, &b), "same shape, one parse");
+        assert_eq!(
+            *a,
+            analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 42")
+        );
+        // Anything but a literal's value is a different statement.
+        let other = [
+            "SELECT abalance FROM pgbench_branches WHERE aid = 17",
+            "SELECT abalance FROM \"PgBench_Accounts\" WHERE aid = 17",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = '17'",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 17; DROP TABLE t",
+            "SELECT abalance FROM pgbench_accounts",
+        ];
+        for sql in other {
+            let c = cache.analyze(sql);
+            assert!(!Arc::ptr_eq(&a, &c), "{sql}");
+            assert_eq!(*c, analyze(sql), "{sql}");
+        }
+        let d = cache.analyze("DELETE FROM t WHERE id = 1");
+        let e = cache.analyze("DELETE FROM t");
+        assert!(d.statements[0].has_where && !e.statements[0].has_where);
+    }
+
+    #[test]
+    fn failed_parses_are_not_shared() {
+        let cache = AnalysisCache::default();
+        let a = cache.analyze("SELEC 'secret-one'");
+        let b = cache.analyze("SELEC 'secret-two'");
+        assert!(a.parse_error.is_some());
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert!(
+            !b.parse_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("secret-one")
+        );
     }
 }
