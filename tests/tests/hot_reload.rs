@@ -186,7 +186,9 @@ async fn an_in_flight_decision_finishes_on_the_version_it_started_with() {
             "deny-marker",
             Some(json!({"reason": "old", "spin_iters": 1_500_000_000u64})),
         )
-        .config("[policies.overrides.guard]\ntimeout_ms = 10000\n")
+        // The spin takes 1-3 s on an idle core; the deadline leaves room for a
+        // loaded machine (CI runs two test binaries at once on two cores).
+        .config("[policies.overrides.guard]\ntimeout_ms = 30000\n")
         .http_connection("api", &upstream.url(), &["guard"], "")
         .start();
     let key = gh.create_key("ci-bot", &[]);
