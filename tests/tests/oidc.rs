@@ -51,6 +51,26 @@ async fn until_accepted(gh: &Gatehouse, token: &str) {
     }
 }
 
+/// Waits for the first recorded exchange; returns the refusals stored before it.
+fn refusals_before_first_exchange(gh: &Gatehouse) -> i64 {
+    let count = |kind: &str| -> i64 {
+        gh.audit_db()
+            .query_row("SELECT COUNT(*) FROM events WHERE kind = ?1", [kind], |r| {
+                r.get(0)
+            })
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    while count("http.exchange") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the accepted request was never recorded"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    count("auth.refused")
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -149,6 +169,9 @@ async fn bad_tokens_are_refused_with_a_clear_error_and_audited() {
     let gh = gateway(&idp, &upstream, "");
     let good = idp.token("agent-dev").await;
     until_accepted(&gh, &good).await;
+    // Requests made before the issuer was discovered were refused too; once
+    // the accepted one is stored, so are they (the writer keeps order).
+    let early = refusals_before_first_exchange(&gh);
 
     let base = |extra: Value| {
         let mut c = json!({"iss": idp.issuer, "aud": "gatehouse", "sub": "forger", "groups": ["dev"], "iat": now(), "exp": now() + 600});
@@ -262,7 +285,7 @@ async fn bad_tokens_are_refused_with_a_clear_error_and_audited() {
     );
     assert_eq!(status(&gh, "ops-only", &good).await.0, 403);
 
-    gh.wait_for_events(11);
+    gh.wait_for_events(early + 11);
     let refused: Vec<String> = {
         let db = gh.audit_db();
         let mut stmt = db
@@ -273,7 +296,7 @@ async fn bad_tokens_are_refused_with_a_clear_error_and_audited() {
             .map(Result::unwrap)
             .collect()
     };
-    assert_eq!(refused.len(), cases.len() + 2);
+    assert_eq!(refused.len() as i64, early + cases.len() as i64 + 2);
     // Each refusal names the identity that was presented, never the token.
     assert!(
         refused
