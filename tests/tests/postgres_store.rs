@@ -170,3 +170,24 @@ async fn a_failing_store_stops_admission_and_nothing_accepted_is_lost() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_starting_together_migrate_a_fresh_store_once() {
+    let db = TempDatabase::create("gatehouse_migrate");
+    let url = db.url();
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { gatehouse::audit::AuditStore::connect(&url).await })
+        })
+        .collect();
+    for s in starts {
+        if let Err(e) = s.await.unwrap() {
+            panic!("a replica failed to start: {e}");
+        }
+    }
+    assert_eq!(
+        db.sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM gatehouse_migrations"),
+        "1,2,3"
+    );
+}

@@ -153,42 +153,30 @@ impl AuditStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS gatehouse_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)")
-            .execute(&self.pool)
-            .await
-            .map_err(|source| StoreError::Migrate { version: 0, source })?;
-        for m in MIGRATIONS {
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM gatehouse_migrations WHERE version = $1")
-                    .bind(m.version)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|source| StoreError::Migrate {
-                        version: m.version,
-                        source,
-                    })?;
-            if done.is_some() {
-                continue;
-            }
-            let mut tx = self.pool.begin().await?;
-            for s in m.statements {
-                sqlx::query(s)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|source| StoreError::Migrate {
-                        version: m.version,
-                        source,
-                    })?;
-            }
-            sqlx::query("INSERT INTO gatehouse_migrations (version, applied_at_ms) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
-                .bind(m.version)
-                .bind(super::record::now_ms())
-                .execute(&mut *tx)
+        let lock_err = |source| StoreError::Migrate { version: 0, source };
+        let mut conn = self.pool.acquire().await?;
+        if !self.sqlite {
+            // Replicas starting together on a fresh PostgreSQL store take
+            // turns; whoever waited finds the migrations applied. (SQLite
+            // serves one process.)
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
                 .await
-                .map_err(|source| StoreError::Migrate { version: m.version, source })?;
-            tx.commit().await?;
+                .map_err(lock_err)?;
         }
-        Ok(())
+        let result = migrate_on(&mut conn).await;
+        if !self.sqlite {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                // A connection that may still hold the lock must not be reused.
+                conn.close_on_drop();
+            }
+        }
+        result
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -507,6 +495,45 @@ pub fn redact_url(url: &str) -> String {
         None => url.to_string(),
     }
 }
+
+/// Applies the migrations not yet recorded, each in its own transaction.
+async fn migrate_on(conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    sqlx::query("CREATE TABLE IF NOT EXISTS gatehouse_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)")
+        .execute(&mut *conn)
+        .await
+        .map_err(|source| StoreError::Migrate { version: 0, source })?;
+    for m in MIGRATIONS {
+        let err = |source| StoreError::Migrate {
+            version: m.version,
+            source,
+        };
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM gatehouse_migrations WHERE version = $1")
+                .bind(m.version)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(err)?;
+        if done.is_some() {
+            continue;
+        }
+        let mut tx = conn.begin().await?;
+        for s in m.statements {
+            sqlx::query(s).execute(&mut *tx).await.map_err(err)?;
+        }
+        sqlx::query("INSERT INTO gatehouse_migrations (version, applied_at_ms) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING")
+            .bind(m.version)
+            .bind(super::record::now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// The advisory lock PostgreSQL replicas take while migrating ("gatehous").
+const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573;
 
 /// Rows per multi-row `INSERT INTO events`: 10 parameters each, well under
 /// SQLite's and PostgreSQL's limits on bound parameters.
