@@ -5,6 +5,7 @@
 //! Build first: `cargo build -p gatehouse` and the policy components
 //! (`make plugins`); the Makefile does both before `cargo test`.
 
+pub mod audit_events;
 pub mod gatehouse;
 pub mod oidc;
 pub mod pg_client;

@@ -6,6 +6,7 @@
 
 use std::process::{Command, Output};
 
+use gatehouse_tests::audit_events::{events, wait_for};
 use gatehouse_tests::pg_client::{RawSession, stderr, stdout};
 use gatehouse_tests::pg_cluster::PgCluster;
 use gatehouse_tests::tls::TestCert;
@@ -99,40 +100,6 @@ fn conninfo(gh: &Gatehouse, connection: &str, user: &str, extra: &str) -> String
         "host=127.0.0.1 port={} user={user} dbname=shop {extra}",
         gh.port(connection)
     )
-}
-
-fn events(gh: &Gatehouse, kind: &str) -> Vec<(String, String, Value)> {
-    let db = gh.audit_db();
-    let mut stmt = db
-        .prepare("SELECT verdict, summary, detail FROM events WHERE kind = ?1 ORDER BY at_ms, seq")
-        .unwrap();
-    stmt.query_map([kind], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or(Value::Null),
-        ))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
-}
-
-/// Waits until an event of `kind` whose summary contains `needle` is stored.
-fn wait_for(gh: &Gatehouse, kind: &str, needle: &str) -> (String, String, Value) {
-    for _ in 0..100 {
-        if let Some(e) = events(gh, kind)
-            .into_iter()
-            .find(|(_, s, _)| s.contains(needle))
-        {
-            return e;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!(
-        "no {kind} event with {needle:?}; have {:#?}",
-        events(gh, kind)
-    );
 }
 
 /// Waits for a line in the gateway's log that holds every needle.

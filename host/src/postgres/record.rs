@@ -141,6 +141,16 @@ pub struct StatementResult {
     pub suspended: bool,
 }
 
+impl StatementResult {
+    /// Records which columns a result's mask plan masks and scans.
+    pub fn note_plan(&mut self, plan: &super::masking::MaskPlan) {
+        self.masked_columns
+            .extend(plan.masked_columns.iter().cloned());
+        self.scanned_columns
+            .extend(plan.scanned_columns.iter().cloned());
+    }
+}
+
 pub fn statement(
     audit: &AuditSink,
     session: &SessionMeta,

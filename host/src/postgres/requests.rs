@@ -44,8 +44,6 @@ pub struct RequestSide {
     statements: HashMap<String, Prepared>,
     /// After a refusal in the extended protocol, until the next Sync.
     skipping: bool,
-    /// The caller's part of decision-cache keys, made once per session.
-    principal_key: Arc<str>,
 }
 
 impl RequestSide {
@@ -56,9 +54,7 @@ impl RequestSide {
         expect: mpsc::UnboundedSender<Expect>,
         notes: mpsc::UnboundedSender<ClientNote>,
     ) -> Self {
-        let principal_key = Arc::from(event::principal_key(&session.principal));
         Self {
-            principal_key,
             proxy,
             session,
             upstream,
@@ -296,7 +292,7 @@ impl RequestSide {
         let key = self.proxy.chain.cache_key(
             "postgres.on-query",
             "statement",
-            self.principal_key.clone(),
+            self.session.principal_key.clone(),
             analysis.shape(),
         );
         let wit = std::sync::OnceLock::new();

@@ -58,8 +58,6 @@ pub struct ResponseSide {
     client_done: bool,
     /// Mask plans resolved before, for results of the same shape.
     kept_plans: KeptPlans,
-    /// The caller's part of decision-cache keys, made once per session.
-    principal_key: Arc<str>,
 }
 
 impl ResponseSide {
@@ -70,9 +68,7 @@ impl ResponseSide {
         expect: mpsc::UnboundedReceiver<Expect>,
         notes: mpsc::UnboundedReceiver<ClientNote>,
     ) -> Self {
-        let principal_key = Arc::from(event::principal_key(&session.principal));
         Self {
-            principal_key,
             kept_plans: KeptPlans::default(),
             proxy,
             session,
@@ -457,12 +453,7 @@ impl ResponseSide {
         if let Some(k) = kept_key.and_then(|key| self.kept_plans.get(key, fields)) {
             result.result_decisions.push(k.result_outcome.clone());
             if let Some(plan) = &k.plan {
-                result
-                    .masked_columns
-                    .extend(plan.masked_columns.iter().cloned());
-                result
-                    .scanned_columns
-                    .extend(plan.scanned_columns.iter().cloned());
+                result.note_plan(plan);
             }
             return (k.plan.clone(), k.notice.clone());
         }
@@ -475,7 +466,7 @@ impl ResponseSide {
         let key = self.proxy.chain.cache_key(
             "postgres.on-result-columns",
             "columns",
-            self.principal_key.clone(),
+            self.session.principal_key.clone(),
             Arc::from(format!(
                 "{}\u{0}{}",
                 run.analysis.shape(),
@@ -584,12 +575,7 @@ impl ResponseSide {
         let Some(plan) = MaskPlan::build(columns, compiled) else {
             return (None, notice);
         };
-        result
-            .masked_columns
-            .extend(plan.masked_columns.iter().cloned());
-        result
-            .scanned_columns
-            .extend(plan.scanned_columns.iter().cloned());
+        result.note_plan(&plan);
         (Some(Arc::new(plan)), notice)
     }
 

@@ -30,6 +30,8 @@ pub struct Session {
     pub principal: Principal,
     pub database: String,
     pub labels: Vec<(String, String)>,
+    /// The caller's part of decision-cache keys (see `event::principal_key`).
+    pub principal_key: Arc<str>,
 }
 
 /// A refusal during startup, sent as a FATAL error.
@@ -240,6 +242,7 @@ impl PgProxy {
         };
         let session = Arc::new(Session {
             meta,
+            principal_key: Arc::from(super::event::principal_key(&principal)),
             principal,
             database,
             labels: self.labels.clone(),
