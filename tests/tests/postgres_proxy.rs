@@ -523,7 +523,8 @@ async fn decide(
 #[tokio::test(flavor = "multi_thread")]
 async fn held_statements_wait_for_an_approver() {
     let s = setup();
-    let dba = s.gh.create_key("dora", &["dba"]);
+    // A person: another agent of the requester's owner could not approve.
+    let dba = s.gh.create_person_key("dora", &["dba"]);
     let port = s.gh.port("shop");
     let key = s.key.clone();
     // psql waits at the gateway and is told why.
@@ -568,7 +569,7 @@ async fn held_statements_wait_for_an_approver() {
             .status(),
         403
     );
-    assert_eq!(decide(&s.gh, &dba, &id, "deny", None).await.status(), 400);
+    assert_eq!(decide(&s.gh, &dba, &id, "deny", None).await.status(), 422);
     assert_eq!(
         decide(&s.gh, &dba, &id, "approve", None).await.status(),
         200
@@ -587,7 +588,7 @@ async fn held_statements_wait_for_an_approver() {
         decide(&s.gh, &dba, &id, "deny", Some("late"))
             .await
             .status(),
-        404
+        409
     );
     let (verdict, _, detail) =
         wait_for(&s.gh, "pg.statement", "DELETE FROM customers WHERE id = 2");

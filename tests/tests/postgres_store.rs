@@ -188,6 +188,6 @@ async fn replicas_starting_together_migrate_a_fresh_store_once() {
     }
     assert_eq!(
         db.sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM gatehouse_migrations"),
-        "1,2,3"
+        "1,2,3,4"
     );
 }

@@ -36,6 +36,10 @@ pub enum EventKind {
     /// One PostgreSQL statement (a simple query or an extended-protocol
     /// execution): SQL, parameters, decisions, rows, masked columns, error.
     PgStatement,
+    /// How a request held for approval was settled (approved, denied,
+    /// timed out, abandoned), with every approver's decision; written by the
+    /// replica that held it, in the requester's session.
+    Approval,
 }
 
 impl EventKind {
@@ -46,6 +50,7 @@ impl EventKind {
             EventKind::Rejected => "rejected",
             EventKind::PgConnect => "pg.connect",
             EventKind::PgStatement => "pg.statement",
+            EventKind::Approval => "approval",
         }
     }
 }

@@ -6,7 +6,7 @@ pub struct Migration {
     pub statements: &'static [&'static str],
 }
 
-pub const MIGRATIONS: &[Migration] = &[V1, V2, V3];
+pub const MIGRATIONS: &[Migration] = &[V1, V2, V3, V4];
 
 const V1: Migration = Migration {
     version: 1,
@@ -70,4 +70,66 @@ const V3: Migration = Migration {
             body TEXT NOT NULL,
             created_at_ms BIGINT NOT NULL
         )"],
+};
+
+/// Requests held for a person, shared by every replica on the store
+/// (`approval/store.rs`): the approval, each approver's decision (one per
+/// person), the grants approvals leave behind, and the replicas that hold
+/// waiting requests (their heartbeat decides when a wait is orphaned).
+const V4: Migration = Migration {
+    version: 4,
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS approvals (
+            id TEXT PRIMARY KEY,
+            connection TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            requester_subject TEXT NOT NULL,
+            requester_json TEXT NOT NULL,
+            request_json TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            approver_groups_json TEXT NOT NULL,
+            min_approvals BIGINT NOT NULL,
+            timeout_secs BIGINT NOT NULL,
+            scope TEXT NOT NULL,
+            grant_key TEXT,
+            grant_secs BIGINT,
+            created_at_ms BIGINT NOT NULL,
+            expires_at_ms BIGINT NOT NULL,
+            status TEXT NOT NULL,
+            decided_at_ms BIGINT,
+            status_reason TEXT,
+            owner TEXT NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, created_at_ms)",
+        "CREATE INDEX IF NOT EXISTS approvals_owner ON approvals (owner, status)",
+        "CREATE TABLE IF NOT EXISTS approval_decisions (
+            approval_id TEXT NOT NULL,
+            approver TEXT NOT NULL,
+            approver_json TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            reason TEXT,
+            at_ms BIGINT NOT NULL,
+            PRIMARY KEY (approval_id, approver)
+        )",
+        "CREATE TABLE IF NOT EXISTS approval_grants (
+            approval_id TEXT PRIMARY KEY,
+            connection TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            grant_key TEXT NOT NULL,
+            approvers_json TEXT NOT NULL,
+            created_at_ms BIGINT NOT NULL,
+            expires_at_ms BIGINT NOT NULL
+        )",
+        "CREATE INDEX IF NOT EXISTS approval_grants_match ON approval_grants (connection, principal, policy, grant_key)",
+        "CREATE TABLE IF NOT EXISTS gatehouse_replicas (
+            id TEXT PRIMARY KEY,
+            started_at_ms BIGINT NOT NULL,
+            heartbeat_at_ms BIGINT NOT NULL,
+            stopped_at_ms BIGINT
+        )",
+    ],
 };

@@ -19,11 +19,33 @@ pub enum ProxyError {
     Forbidden(AuthError),
     #[error("denied by policy {policy}: {reason}")]
     Denied { policy: String, reason: String },
+    /// A policy asked for approval of a response, which cannot be held
+    /// (requests are held; see `proxy/hold.rs`).
     #[error("approval required by policy {policy}: {}", approval.reason)]
     ApprovalRequired {
         policy: String,
         approval: ApprovalRequest,
     },
+    #[error("approval {id} denied by {by}: {reason}")]
+    ApprovalDenied {
+        id: String,
+        policy: String,
+        by: String,
+        reason: String,
+    },
+    /// A timeout is a denial: 403, not 504, so that clients and proxies do
+    /// not retry it as a gateway failure (a retry would ask again).
+    #[error("approval {id} was not given within {timeout_secs} s ({reason})")]
+    ApprovalTimedOut {
+        id: String,
+        policy: String,
+        reason: String,
+        timeout_secs: u32,
+    },
+    /// Gatehouse ended the wait: shutting down, or the approval could not
+    /// be recorded. The request was not sent; it may be retried.
+    #[error("approval {id} was abandoned: {reason}")]
+    ApprovalAbandoned { id: String, reason: String },
     #[error("{0}")]
     AuditUnavailable(AuditUnavailable),
     #[error("upstream unreachable: {0}")]
@@ -46,8 +68,12 @@ impl ProxyError {
             ProxyError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ProxyError::Forbidden(_)
             | ProxyError::Denied { .. }
-            | ProxyError::ApprovalRequired { .. } => StatusCode::FORBIDDEN,
-            ProxyError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | ProxyError::ApprovalRequired { .. }
+            | ProxyError::ApprovalDenied { .. }
+            | ProxyError::ApprovalTimedOut { .. } => StatusCode::FORBIDDEN,
+            ProxyError::AuditUnavailable(_) | ProxyError::ApprovalAbandoned { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Upstream(_) | ProxyError::MaskFailed(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -62,6 +88,9 @@ impl ProxyError {
             ProxyError::Forbidden(_) => "forbidden",
             ProxyError::Denied { .. } => "policy_denied",
             ProxyError::ApprovalRequired { .. } => "approval_required",
+            ProxyError::ApprovalDenied { .. } => "approval_denied",
+            ProxyError::ApprovalTimedOut { .. } => "approval_timed_out",
+            ProxyError::ApprovalAbandoned { .. } => "approval_abandoned",
             ProxyError::AuditUnavailable(_) => "audit_unavailable",
             ProxyError::Upstream(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
@@ -76,7 +105,9 @@ impl ProxyError {
     pub fn verdict(&self) -> &'static str {
         match self {
             ProxyError::Unauthenticated(_) | ProxyError::Forbidden(_) => "refused",
-            ProxyError::Denied { .. } => "deny",
+            ProxyError::Denied { .. }
+            | ProxyError::ApprovalDenied { .. }
+            | ProxyError::ApprovalTimedOut { .. } => "deny",
             ProxyError::ApprovalRequired { .. } => "require_approval",
             ProxyError::AuditUnavailable(_) => "rejected",
             _ => "error",
@@ -99,8 +130,34 @@ impl ProxyError {
                 error["reason"] = json!(approval.reason);
                 error["approver_groups"] = json!(approval.approver_groups);
                 error["note"] = json!(
-                    "this Gatehouse has no approval workflow enabled yet; the request was not sent"
+                    "a policy asked for approval of the response, which cannot be held; the response was not sent"
                 );
+            }
+            ProxyError::ApprovalDenied {
+                id,
+                policy,
+                by,
+                reason,
+            } => {
+                error["approval_id"] = json!(id);
+                error["policy"] = json!(policy);
+                error["by"] = json!(by);
+                error["reason"] = json!(reason);
+            }
+            ProxyError::ApprovalTimedOut {
+                id,
+                policy,
+                reason,
+                timeout_secs,
+            } => {
+                error["approval_id"] = json!(id);
+                error["policy"] = json!(policy);
+                error["reason"] = json!(reason);
+                error["timeout_secs"] = json!(timeout_secs);
+            }
+            ProxyError::ApprovalAbandoned { id, reason } => {
+                error["approval_id"] = json!(id);
+                error["reason"] = json!(reason);
             }
             _ => {}
         }

@@ -1,5 +1,8 @@
 //! One HTTP exchange through the phases: admit → authenticate → inspect →
-//! request chain → forward → response chain → mask → stream back → record.
+//! request chain → (hold for approval) → forward → response chain → mask →
+//! stream back → record.
+
+mod hold;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +19,7 @@ use super::body::{self, Capture};
 use super::errors::ProxyError;
 use super::event::{self, SessionMeta};
 use super::upstream::{Upstream, strip_hop_by_hop};
+use crate::approval::{ApprovalOutcome, Approvals};
 use crate::audit::{AuditEvent, AuditSink, EventKind, SessionInfo};
 use crate::config::ConnectionConfig;
 use crate::identity::{AuthError, Authenticator, Principal};
@@ -34,6 +38,7 @@ pub struct HttpProxy {
     audit: AuditSink,
     masks: Arc<MaskCompiler>,
     metrics: Arc<Metrics>,
+    approvals: Arc<Approvals>,
     inspect_limit: usize,
     json_limit: usize,
     upstream_timeout: std::time::Duration,
@@ -56,18 +61,31 @@ struct Exchange {
     status: Option<u16>,
     response_headers: Vec<(String, String)>,
     record_masks: Option<Arc<CompiledMasks>>,
+    /// When the request was held: the approval it went by and how it ended.
+    approval: Option<(String, ApprovalOutcome)>,
+}
+
+/// What every HTTP connection shares with the rest of the gateway.
+pub struct Shared {
+    pub auth: Arc<Authenticator>,
+    pub audit: AuditSink,
+    pub masks: Arc<MaskCompiler>,
+    pub metrics: Arc<Metrics>,
+    pub approvals: Arc<Approvals>,
+    /// `audit.body_capture_bytes`.
+    pub capture_limit: usize,
 }
 
 impl HttpProxy {
-    pub fn new(
-        c: &ConnectionConfig,
-        chain: PolicyChain,
-        auth: Arc<Authenticator>,
-        audit: AuditSink,
-        masks: Arc<MaskCompiler>,
-        metrics: Arc<Metrics>,
-        capture_limit: usize,
-    ) -> Result<Self, String> {
+    pub fn new(c: &ConnectionConfig, chain: PolicyChain, shared: Shared) -> Result<Self, String> {
+        let Shared {
+            auth,
+            audit,
+            masks,
+            metrics,
+            approvals,
+            capture_limit,
+        } = shared;
         Ok(Self {
             name: c.name.clone(),
             labels: c
@@ -82,6 +100,7 @@ impl HttpProxy {
             audit,
             masks,
             metrics,
+            approvals,
             inspect_limit: c.inspect_body_bytes,
             upstream_timeout: std::time::Duration::from_millis(c.upstream_timeout_ms),
             json_limit: c.json_mask_limit_bytes,
@@ -182,7 +201,22 @@ impl HttpProxy {
         let request_masks = outcome.masks.clone();
         let verdict = outcome.verdict.clone();
         ex.request_decision = Some(outcome);
-        self.check_verdict(verdict)?;
+        match verdict {
+            // Held until people decide; only an approval goes on. What
+            // approvers see, and what is recorded, is masked like the request.
+            Verdict::RequireApproval { policy, approval } => {
+                ex.record_masks = Some(self.compile(&request_masks, true)?);
+                let held = hold::Held {
+                    session,
+                    principal: &principal,
+                    parts: &parts,
+                    body: &prefix_bytes,
+                    complete: prefix.complete,
+                };
+                self.hold(held, policy, approval, ex).await?;
+            }
+            v => self.check_verdict(v)?,
+        }
         let req_compiled = self.compile(&request_masks, false)?;
         // What is recorded from here on is masked like the request itself.
         ex.record_masks = Some(self.compile(&request_masks, true)?);
@@ -286,6 +320,11 @@ impl HttpProxy {
 
         let this = self.clone();
         let session = session.clone();
+        let allowed = if ex.approval.is_some() {
+            "approved"
+        } else {
+            "allow"
+        };
         let ex_owned = std::mem::replace(ex, ex.placeholder());
         if !compiled.json_pointers.is_empty() {
             let limited = Limited::new(rbody, self.json_limit);
@@ -299,12 +338,12 @@ impl HttpProxy {
             rparts.headers.remove(http::header::CONTENT_LENGTH);
             let mut capture = Capture::new(self.capture_limit);
             capture.add(&masked);
-            this.metrics.request(&this.name, "allow");
+            this.metrics.request(&this.name, allowed);
             this.record(
                 &session,
                 ex_owned,
                 EventKind::HttpExchange,
-                "allow",
+                allowed,
                 Some(capture),
                 None,
             );
@@ -326,7 +365,7 @@ impl HttpProxy {
             let verdict = if capture.error.is_some() {
                 "error"
             } else {
-                "allow"
+                allowed
             };
             this.metrics.request(&this.name, verdict);
             this.record(
@@ -465,7 +504,7 @@ impl HttpProxy {
             .status
             .map(|s| s.to_string())
             .unwrap_or_else(|| "-".into());
-        let detail = json!({
+        let mut detail = json!({
             "request_id": ex.request_id,
             "presented": ex.presented,
             "request": {
@@ -486,6 +525,9 @@ impl HttpProxy {
             "error": err.map(|e| json!({"code": e.code(), "message": e.to_string()})),
             "duration_us": ex.started.elapsed().as_micros() as u64,
         });
+        if let Some((id, outcome)) = &ex.approval {
+            detail["approval"] = json!({"id": id, "outcome": outcome});
+        }
         self.audit.record_event(AuditEvent {
             session: SessionInfo {
                 id: session.id.clone(),
@@ -527,6 +569,7 @@ impl Exchange {
             status: None,
             response_headers: vec![],
             record_masks: None,
+            approval: None,
         }
     }
 }

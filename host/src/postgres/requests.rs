@@ -20,7 +20,7 @@ use super::pipeline::{ClientNote, Expect, QueryProtocol, Refusal, StatementRun, 
 use super::session::Session;
 use super::sql::Analysis;
 use super::transport::{FrameReader, PgStream, STREAM_THRESHOLD};
-use crate::approval::{ApprovalInfo, ApprovalOutcome};
+use crate::approval::{ApprovalInfo, ApprovalOutcome, Submitted};
 use crate::policy::chain::Verdict;
 
 /// Never a prepared statement's name: Bind to it fails with 26000.
@@ -332,6 +332,7 @@ impl RequestSide {
                     reason: approval.reason.clone(),
                     approver_groups: approval.approver_groups.clone(),
                     timeout_secs: approval.timeout_secs,
+                    scope: approval.scope.clone(),
                     created_at_ms: crate::audit::record::now_ms(),
                 };
                 Some(self.hold(info).await)
@@ -371,10 +372,18 @@ impl RequestSide {
                 info.timeout_secs
             ),
         );
+        let submitted = self
+            .proxy
+            .approvals
+            .submit(info, &self.session.principal, &self.session.meta)
+            .await;
+        let ticket = match submitted {
+            Submitted::Waiting(t) => t,
+            // A grant covers it, or it could not be recorded (a refusal).
+            Submitted::Settled(s) => return (s.id, s.outcome),
+        };
         let _ = self.notes.send(ClientNote::Frame(notice.frame(b'N')));
-        let ticket = self.proxy.approvals.submit(info, &self.session.principal);
-        let outcome = self.proxy.approvals.wait(ticket).await;
-        (id, outcome)
+        (id, ticket.wait().await.outcome)
     }
 
     fn stand_in_query(&mut self, run: Option<Arc<StatementRun>>, refusal: Refusal) {
