@@ -1,31 +1,48 @@
 //! The admin listener. `/healthz` and `/metrics` are open (for probes and
-//! scrapers), and so is `/v1/login` (what `gatehouse login` needs to know);
-//! `/v1/policies` is read-only status; `/v1/keys` changes state and requires
-//! a caller in one of `admin.admin_groups`, authenticated like any other
-//! caller (API key or OIDC token). `/v1/approvals` is for any authenticated
-//! caller; who may decide is checked per approval. Bind it to loopback or a management network.
+//! scrapers), and so are `/v1/login` (what `gatehouse login` needs to know)
+//! and `/v1/openapi.json` (this API, described); `/v1/policies` is
+//! read-only status. Everything else needs a caller authenticated like any
+//! other (API key or OIDC token):
+//! - `/v1/keys` changes state and requires a caller in `admin.admin_groups`;
+//! - `/v1/sessions`, `/v1/events` and `/v1/connections` read the audit trail
+//!   and the configuration, for `admin.admin_groups` and `admin.auditor_groups`;
+//! - `/v1/approvals` is for any authenticated caller; who may decide is
+//!   checked per approval.
+//!
+//! Bind it to loopback or a management network. `host/openapi.json` is the
+//! contract of every route here; a test checks real answers against it.
 
 mod approvals;
+mod connections;
 mod keys;
 pub mod login;
+mod sessions;
+
+pub use connections::ConnectionInfo;
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use crate::audit::AuditSink;
+use crate::audit::{AuditSink, AuditStore};
 use crate::identity::{ApiKeys, AuthError, Authenticator, Principal};
 use crate::metrics::Metrics;
 use crate::policy::PolicyRegistry;
+
+/// This API, described (OpenAPI 3.1).
+pub const OPENAPI: &str = include_str!("../openapi.json");
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -35,12 +52,23 @@ pub struct AdminState {
     pub auth: Arc<Authenticator>,
     pub keys: Arc<ApiKeys>,
     pub admin_groups: Arc<[String]>,
+    /// Groups that may read the audit trail (besides `admin_groups`).
+    pub auditor_groups: Arc<[String]>,
+    /// The audit store, for reading sessions and events.
+    pub store: AuditStore,
+    /// What `/v1/connections` lists.
+    pub connections: Arc<[ConnectionInfo]>,
     pub approvals: Arc<crate::approval::Approvals>,
     /// What `/v1/login` publishes.
     pub login: Arc<login::LoginDirectory>,
 }
 
+/// A whole answer, built in memory.
 pub type AdminResponse = Response<Full<Bytes>>;
+
+/// What the listener sends: whole answers, or streams (exports).
+pub type AdminBody = BoxBody<Bytes, BodyError>;
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves the admin API until `shutdown` flips to true.
 pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
@@ -62,9 +90,19 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch
     }
 }
 
-async fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
+async fn route(state: &AdminState, req: Request<Incoming>) -> Response<AdminBody> {
     let path = req.uri().path().to_string();
-    match (req.method().clone(), path.as_str()) {
+    if sessions::serves(&path) {
+        return match reader(state, &req).await {
+            Ok(principal) => sessions::handle(state, req, &principal).await,
+            Err(resp) => whole(resp),
+        };
+    }
+    whole(route_whole(state, req, &path).await)
+}
+
+async fn route_whole(state: &AdminState, req: Request<Incoming>, path: &str) -> AdminResponse {
+    match (req.method().clone(), path) {
         (Method::GET, "/healthz") => {
             let healthy = state.audit.is_healthy();
             let status = if healthy {
@@ -88,6 +126,14 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
         (Method::GET, "/v1/policies") => {
             json_reply(StatusCode::OK, json!({"policies": state.registry.status()}))
         }
+        (Method::GET, "/v1/openapi.json") => {
+            reply(StatusCode::OK, "application/json", OPENAPI.into())
+        }
+        (_, "/v1/connections") => match reader(state, &req).await {
+            Ok(_) if req.method() == Method::GET => connections::list(state),
+            Ok(_) => method_not_allowed("GET"),
+            Err(resp) => resp,
+        },
         (Method::GET, "/metrics") => reply(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -132,6 +178,33 @@ async fn caller(state: &AdminState, req: &Request<Incoming>) -> Result<Principal
         .map_err(|e| error(StatusCode::UNAUTHORIZED, "unauthenticated", &e.to_string()))
 }
 
+/// Authenticates the caller and checks it may read the audit trail: a
+/// member of `admin.admin_groups` or `admin.auditor_groups`.
+async fn reader(state: &AdminState, req: &Request<Incoming>) -> Result<Principal, AdminResponse> {
+    let principal = caller(state, req).await?;
+    let allowed = |g: &String| state.admin_groups.contains(g) || state.auditor_groups.contains(g);
+    if principal.groups.iter().any(allowed) {
+        return Ok(principal);
+    }
+    let groups: Vec<&str> = state
+        .admin_groups
+        .iter()
+        .chain(state.auditor_groups.iter())
+        .map(String::as_str)
+        .collect();
+    tracing::warn!(subject = %principal.subject, "audit read refused: not an admin or auditor");
+    let message = if groups.is_empty() {
+        "no admin or auditor groups are configured (admin.admin_groups, admin.auditor_groups); nobody may read the audit trail through the API".to_string()
+    } else {
+        format!(
+            "{} may not read the audit trail: that needs one of the groups {} (admin.admin_groups or admin.auditor_groups)",
+            principal.subject,
+            groups.join(", ")
+        )
+    };
+    Err(error(StatusCode::FORBIDDEN, "forbidden", &message))
+}
+
 /// Authenticates the caller and checks it is an administrator.
 async fn admin(state: &AdminState, req: &Request<Incoming>) -> Result<Principal, AdminResponse> {
     let principal = caller(state, req).await?;
@@ -161,6 +234,17 @@ async fn admin(state: &AdminState, req: &Request<Incoming>) -> Result<Principal,
     Ok(principal)
 }
 
+pub fn method_not_allowed(allowed: &'static str) -> AdminResponse {
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("this endpoint answers {allowed} only"),
+    );
+    r.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
+    r
+}
+
 pub fn error(status: StatusCode, code: &str, message: &str) -> AdminResponse {
     json_reply(status, json!({"error": {"code": code, "message": message}}))
 }
@@ -169,7 +253,7 @@ pub fn json_reply(status: StatusCode, body: serde_json::Value) -> AdminResponse 
     reply(status, "application/json", body.to_string())
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: String) -> AdminResponse {
+pub fn reply(status: StatusCode, content_type: &'static str, body: String) -> AdminResponse {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -177,4 +261,41 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> AdminR
         http::HeaderValue::from_static(content_type),
     );
     r
+}
+
+/// A whole answer as what the listener sends.
+pub fn whole(resp: AdminResponse) -> Response<AdminBody> {
+    resp.map(|b| b.map_err(|never: Infallible| match never {}).boxed())
+}
+
+/// A streamed answer: the producer sends chunks into the returned sender
+/// and stops when a send fails (the client went away). An `Err` chunk
+/// aborts the response, so a client never mistakes a cut-off stream for a
+/// whole one.
+pub fn streamed(
+    content_type: &'static str,
+) -> (Response<AdminBody>, mpsc::Sender<Result<Bytes, BodyError>>) {
+    let (tx, rx) = mpsc::channel(4);
+    let mut r = Response::new(ChannelBody(rx).boxed());
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    (r, tx)
+}
+
+struct ChannelBody(mpsc::Receiver<Result<Bytes, BodyError>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| c.map(Frame::data)))
+    }
 }

@@ -8,9 +8,12 @@
 
 pub mod chain;
 pub mod record;
+pub mod replay;
 pub mod schema;
+pub mod search;
 pub mod shared;
 pub mod store;
+pub mod timestamp;
 pub mod writer;
 
 pub use record::{AuditEvent, Detail, EventKind, PrincipalRecord, SessionInfo};

@@ -1,12 +1,14 @@
 //! Command-line parsing and dispatch. Each subcommand lives in its own module.
 
+mod approvals_cmd;
 mod audit_cmd;
 mod gateway;
 mod keys_cmd;
 mod login_cmd;
 mod oauth;
 mod policy_cmd;
-mod replay;
+mod sessions_cmd;
+mod table;
 mod token_cache;
 
 use std::path::PathBuf;
@@ -64,7 +66,23 @@ pub enum Command {
         #[command(subcommand)]
         command: keys_cmd::KeysCommand,
     },
-    /// Read and check the audit trail.
+    /// Requests held for a person: list, show, approve, deny (through a
+    /// gateway's admin API, as yourself).
+    Approvals {
+        #[command(flatten)]
+        remote: gateway::RemoteArgs,
+        #[command(subcommand)]
+        command: approvals_cmd::ApprovalsCommand,
+    },
+    /// Search, show, replay and export audit sessions (through a gateway's
+    /// admin API, as an admin or auditor).
+    Sessions {
+        #[command(flatten)]
+        remote: gateway::RemoteArgs,
+        #[command(subcommand)]
+        command: sessions_cmd::SessionsCommand,
+    },
+    /// Read and check the audit trail straight from the store.
     Audit {
         #[arg(long, short, default_value = "gatehouse.toml", global = true)]
         config: PathBuf,
@@ -130,6 +148,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             keys_cmd::run(&Config::load(&config)?, command).await
         }
+        Command::Approvals { remote, command } => approvals_cmd::run(remote, command).await,
+        Command::Sessions { remote, command } => sessions_cmd::run(remote, command).await,
         Command::Audit { config, command } => {
             audit_cmd::run(&Config::load(&config)?, command).await
         }

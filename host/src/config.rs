@@ -43,6 +43,8 @@ pub struct Config {
     #[serde(default)]
     pub identity: IdentityConfig,
     #[serde(default)]
+    pub approvals: ApprovalsConfig,
+    #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
 }
 
@@ -187,6 +189,10 @@ pub struct AdminConfig {
     /// Empty: no one may; the API stays read-only.
     #[serde(default)]
     pub admin_groups: Vec<String>,
+    /// Groups whose members may read the audit trail through the admin API
+    /// (sessions, events, replays, exports, connections), besides admins.
+    #[serde(default)]
+    pub auditor_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -274,6 +280,117 @@ fn is_scope_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// Requests held for a person (`crate::approval`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// Distinct approvers needed before a held request runs (any one denial
+    /// denies). Stored with each approval when it is made.
+    #[serde(default = "default_min_approvals")]
+    pub min_approvals: u32,
+    /// This process's name among replicas sharing a PostgreSQL store. Give
+    /// each replica a stable, unique one: on restart it then marks its own
+    /// earlier waits abandoned at once. Default: a new random id per start
+    /// (a dead replica's waits are abandoned once its heartbeat is stale).
+    pub replica_id: Option<String>,
+    /// How often a replica also reads the store for decisions made
+    /// elsewhere, besides LISTEN/NOTIFY (the fallback if a notification is lost).
+    #[serde(default = "default_approval_poll")]
+    pub poll_interval_ms: u64,
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            min_approvals: default_min_approvals(),
+            replica_id: None,
+            poll_interval_ms: default_approval_poll(),
+            webhook: None,
+        }
+    }
+}
+
+pub const MAX_MIN_APPROVALS: u32 = 10;
+
+fn default_min_approvals() -> u32 {
+    1
+}
+fn default_approval_poll() -> u64 {
+    500
+}
+
+/// Where new and decided approvals are posted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `https://...`, or `{ env = "VAR" }` / `{ file = "PATH" }` for URLs
+    /// that hold a secret (a Slack incoming webhook does).
+    pub url: WebhookUrl,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// The console's base URL; approvals are linked as `{console_url}/approvals/{id}`.
+    /// Required for `format = "slack"`, whose messages carry approve/deny links.
+    pub console_url: Option<String>,
+    /// Deliveries tried per message, with exponential backoff between them.
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+    /// How long one delivery may take.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum WebhookUrl {
+    Inline(String),
+    Secret(SecretRef),
+}
+
+impl WebhookConfig {
+    /// The URL, read from its source, checked to be http(s) with a host.
+    pub fn resolve_url(&self) -> Result<String, String> {
+        let url = match &self.url {
+            WebhookUrl::Inline(u) => u.clone(),
+            WebhookUrl::Secret(s) => s.resolve()?,
+        };
+        check_http_url(&url)?;
+        Ok(url)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// `{"event": "approval.created" | "approval.decided", "approval": {...}}`.
+    #[default]
+    Json,
+    /// A Slack incoming-webhook message with approve/deny links to the console.
+    Slack,
+}
+
+fn default_webhook_attempts() -> u32 {
+    5
+}
+fn default_webhook_timeout() -> u64 {
+    5_000
+}
+
+/// An `http://` or `https://` URL with a host; the message never repeats
+/// the URL, which may hold a secret.
+fn check_http_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| "is not a URL (expected https://HOST/...)".to_string())?;
+    if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
+        return Err("must start with https:// (or http://)".into());
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -505,6 +622,11 @@ impl Config {
         {
             fix(f);
         }
+        if let Some(WebhookUrl::Secret(s)) = self.approvals.webhook.as_mut().map(|w| &mut w.url)
+            && let Some(f) = &mut s.file
+        {
+            fix(f);
+        }
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
@@ -731,6 +853,65 @@ impl Config {
             k.resolve()
                 .map_err(|m| ("masking.hash_key".to_string(), m))?;
         }
+        self.validate_approvals()
+    }
+
+    fn validate_approvals(&self) -> Result<(), (String, String)> {
+        let a = &self.approvals;
+        if !(1..=MAX_MIN_APPROVALS).contains(&a.min_approvals) {
+            return Err((
+                "approvals.min_approvals".into(),
+                format!(
+                    "must be between 1 and {MAX_MIN_APPROVALS} (the number of distinct approvers a held request needs), got {}",
+                    a.min_approvals
+                ),
+            ));
+        }
+        if let Some(id) = &a.replica_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err((
+                "approvals.replica_id".into(),
+                "use 1-64 letters, digits, '-', '_' and '.', unique per replica".into(),
+            ));
+        }
+        if !(50..=10_000).contains(&a.poll_interval_ms) {
+            return Err((
+                "approvals.poll_interval_ms".into(),
+                "must be between 50 and 10000".into(),
+            ));
+        }
+        if let Some(w) = &a.webhook {
+            w.resolve_url()
+                .map_err(|m| ("approvals.webhook.url".to_string(), m))?;
+            match &w.console_url {
+                Some(c) => check_http_url(c)
+                    .map_err(|m| ("approvals.webhook.console_url".to_string(), m))?,
+                None if w.format == WebhookFormat::Slack => {
+                    return Err((
+                        "approvals.webhook.console_url".into(),
+                        "is required with format = \"slack\": messages carry approve/deny links to {console_url}/approvals/ID".into(),
+                    ));
+                }
+                None => {}
+            }
+            if !(1..=20).contains(&w.max_attempts) {
+                return Err((
+                    "approvals.webhook.max_attempts".into(),
+                    "must be between 1 and 20".into(),
+                ));
+            }
+            if !(1..=60_000).contains(&w.timeout_ms) {
+                return Err((
+                    "approvals.webhook.timeout_ms".into(),
+                    "must be between 1 and 60000".into(),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -853,6 +1034,55 @@ mod tests {
             e.contains("connections[0].postgres.allow_cleartext_password"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn approval_settings_are_checked() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.approvals.min_approvals, 1);
+        assert!(c.approvals.webhook.is_none());
+        let c = parse(&format!("{MINIMAL}\n[approvals]\nmin_approvals = 2\n")).unwrap();
+        assert_eq!(c.approvals.min_approvals, 2);
+        let e = parse(&format!("{MINIMAL}\n[approvals]\nmin_approvals = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("approvals.min_approvals") && e.contains("distinct approvers"),
+            "{e}"
+        );
+        let e = parse(&format!("{MINIMAL}\n[approvals]\nreplica_id = \"a b\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("approvals.replica_id"), "{e}");
+
+        let hook = |body: &str| parse(&format!("{MINIMAL}\n[approvals.webhook]\n{body}\n"));
+        let c = hook("url = \"https://hooks.example.com/x\"").unwrap();
+        let w = c.approvals.webhook.unwrap();
+        assert_eq!(w.format, WebhookFormat::Json);
+        assert_eq!(w.resolve_url().unwrap(), "https://hooks.example.com/x");
+        let e = hook("url = \"ftp://x\"").unwrap_err().to_string();
+        assert!(e.contains("approvals.webhook.url"), "{e}");
+        let e = hook("url = \"https://h/x\"\nformat = \"slack\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("approvals.webhook.console_url"), "{e}");
+        hook("url = \"https://h/x\"\nformat = \"slack\"\nconsole_url = \"https://console.example.com\"")
+            .unwrap();
+        let e = hook("url = \"https://h/x\"\nformat = \"teams\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("teams"), "{e}");
+        let e = hook("url = { env = \"GATEHOUSE_TEST_UNSET_HOOK\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("approvals.webhook.url") && e.contains("GATEHOUSE_TEST_UNSET_HOOK"),
+            "{e}"
+        );
+        let e = hook("url = \"https://h/x\"\nmax_attempts = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("approvals.webhook.max_attempts"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,10 @@
 //! Prometheus metrics, held in one registry owned by the server (no globals).
+//!
+//! What is exported, all prefixed `gatehouse_`: requests by connection and
+//! verdict; policy decisions by policy and outcome; policy latency
+//! histograms; policy failures by kind; policy loads by result and load
+//! errors by policy; policies loaded; open client sessions by connection;
+//! approvals waiting; the audit backlog, write errors and records written.
 
 use std::time::Duration;
 
@@ -18,6 +24,11 @@ pub struct DecisionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabel {
     pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabel {
+    pub connection: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,7 +73,10 @@ pub struct Metrics {
     pub policy_latency: Family<PolicyLabel, Histogram, fn() -> Histogram>,
     pub policy_failures: Family<FailureLabels, Counter>,
     pub reloads: Family<ResultLabel, Counter>,
+    pub policy_load_errors: Family<PolicyLabel, Counter>,
     pub policies_loaded: Gauge,
+    pub sessions_open: Family<ConnectionLabel, Gauge>,
+    pub approvals_waiting: Gauge,
     pub audit_backlog: Gauge,
     pub audit_write_errors: Counter,
     pub audit_records_written: Counter,
@@ -85,7 +99,10 @@ impl Metrics {
             );
         let policy_failures = Family::<FailureLabels, Counter>::default();
         let reloads = Family::<ResultLabel, Counter>::default();
+        let policy_load_errors = Family::<PolicyLabel, Counter>::default();
         let policies_loaded = Gauge::default();
+        let sessions_open = Family::<ConnectionLabel, Gauge>::default();
+        let approvals_waiting = Gauge::default();
         let audit_backlog = Gauge::default();
         let audit_write_errors = Counter::default();
         let audit_records_written = Counter::default();
@@ -111,9 +128,24 @@ impl Metrics {
         );
         registry.register("policy_reloads", "Policy loads, by result", reloads.clone());
         registry.register(
+            "policy_load_errors",
+            "Policy loads that failed (the last good version stays), by policy",
+            policy_load_errors.clone(),
+        );
+        registry.register(
             "policies_loaded",
             "Policies currently loaded",
             policies_loaded.clone(),
+        );
+        registry.register(
+            "sessions_open",
+            "Client sessions open now, by connection",
+            sessions_open.clone(),
+        );
+        registry.register(
+            "approvals_waiting",
+            "Requests held for a person's decision now",
+            approvals_waiting.clone(),
         );
         registry.register(
             "audit_backlog",
@@ -137,7 +169,10 @@ impl Metrics {
             policy_latency,
             policy_failures,
             reloads,
+            policy_load_errors,
             policies_loaded,
+            sessions_open,
+            approvals_waiting,
             audit_backlog,
             audit_write_errors,
             audit_records_written,
@@ -176,6 +211,43 @@ impl Metrics {
             .inc();
     }
 
+    /// A failed policy load (a reload that kept the last good version).
+    pub fn policy_load_failed(&self, policy: &str) {
+        self.policy_load_errors
+            .get_or_create(&PolicyLabel {
+                policy: policy.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a client session on `connection` as open until the guard drops.
+    pub fn session_opened(&self, connection: &str) -> OpenSession {
+        let gauge = self
+            .sessions_open
+            .get_or_create(&ConnectionLabel {
+                connection: connection.to_string(),
+            })
+            .clone();
+        gauge.inc();
+        OpenSession(gauge)
+    }
+
+    /// Client sessions open now on `connection`.
+    pub fn open_sessions(&self, connection: &str) -> i64 {
+        self.sessions_open
+            .get_or_create(&ConnectionLabel {
+                connection: connection.to_string(),
+            })
+            .get()
+    }
+
+    /// How many requests wait for a person's decision (set by the approvals
+    /// broker whenever its set of waiting requests changes).
+    pub fn set_approvals_waiting(&self, n: usize) {
+        self.approvals_waiting
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -183,5 +255,48 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// An open client session, counted in `gatehouse_sessions_open` until dropped.
+pub struct OpenSession(Gauge);
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operator_metric_is_exported() {
+        let m = Metrics::new();
+        m.request("api", "allow");
+        m.policy_decision("guard", "deny", Duration::from_micros(30));
+        m.policy_failure("guard", "timeout");
+        m.policy_load_failed("guard");
+        m.set_approvals_waiting(2);
+        let open = m.session_opened("api");
+        let second = m.session_opened("api");
+        assert_eq!(m.open_sessions("api"), 2);
+        drop(second);
+        assert_eq!(m.open_sessions("api"), 1);
+        let text = m.encode();
+        for line in [
+            "gatehouse_requests_total{connection=\"api\",verdict=\"allow\"} 1",
+            "gatehouse_policy_decisions_total{policy=\"guard\",outcome=\"deny\"} 1",
+            "gatehouse_policy_latency_seconds_count{policy=\"guard\"} 1",
+            "gatehouse_policy_failures_total{policy=\"guard\",kind=\"timeout\"} 1",
+            "gatehouse_policy_load_errors_total{policy=\"guard\"} 1",
+            "gatehouse_sessions_open{connection=\"api\"} 1",
+            "gatehouse_approvals_waiting 2",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        drop(open);
+        assert_eq!(m.open_sessions("api"), 0);
     }
 }

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
+use crate::approval::{ApprovalStore, Approvals};
 use crate::audit::{AuditSink, AuditStore};
 use crate::config::{Config, ProtocolKind};
 use crate::http::{HttpProxy, serve_connection};
@@ -71,24 +72,37 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
         }
     };
     let masks = Arc::new(MaskCompiler::new(hash_key));
-    let approvals = Arc::new(crate::approval::Approvals::default());
+    let approvals = Approvals::start(
+        ApprovalStore::new(store.pool().clone(), &config.audit.database),
+        audit.clone(),
+        &config.approvals,
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("approvals: {e}"))?;
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut login = crate::admin::login::LoginDirectory::from_config(&config);
+    let mut connections: Vec<admin::ConnectionInfo> = config
+        .connections
+        .iter()
+        .map(admin::ConnectionInfo::from_config)
+        .collect();
     for c in &config.connections {
         match c.protocol {
             ProtocolKind::Http => {
                 let chain = PolicyChain::new(c.policies.clone(), registry.clone(), metrics.clone());
-                let proxy = HttpProxy::new(
-                    c,
-                    chain,
-                    auth.clone(),
-                    audit.clone(),
-                    masks.clone(),
-                    metrics.clone(),
-                    config.audit.body_capture_bytes,
-                )
-                .map_err(|e| anyhow::anyhow!("connection {}: {e}", c.name))?;
+                let shared = crate::http::proxy::Shared {
+                    auth: auth.clone(),
+                    audit: audit.clone(),
+                    masks: masks.clone(),
+                    metrics: metrics.clone(),
+                    approvals: approvals.clone(),
+                    capture_limit: config.audit.body_capture_bytes,
+                };
+                let proxy = HttpProxy::new(c, chain, shared)
+                    .map_err(|e| anyhow::anyhow!("connection {}: {e}", c.name))?;
                 let tls = match &c.tls {
                     Some(t) => Some(
                         crate::tls::server_config(&t.cert_file, &t.key_file)
@@ -101,10 +115,12 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
                 })?;
                 announce(&c.name, listener.local_addr()?);
                 login.set_bound(&c.name, listener.local_addr()?);
+                set_bound(&mut connections, &c.name, listener.local_addr()?);
                 tasks.spawn(serve_connection(
                     listener,
                     Arc::new(proxy),
                     tls,
+                    metrics.clone(),
                     shutdown.clone(),
                 ));
             }
@@ -125,6 +141,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
                 })?;
                 announce(&c.name, listener.local_addr()?);
                 login.set_bound(&c.name, listener.local_addr()?);
+                set_bound(&mut connections, &c.name, listener.local_addr()?);
                 tasks.spawn(serve_postgres(listener, Arc::new(proxy), shutdown.clone()));
             }
         }
@@ -141,6 +158,9 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
             auth: auth.clone(),
             keys: keys.clone(),
             admin_groups: a.admin_groups.clone().into(),
+            auditor_groups: a.auditor_groups.clone().into(),
+            store: store.clone(),
+            connections: connections.into(),
             approvals: approvals.clone(),
             login: Arc::new(login),
         };
@@ -151,12 +171,19 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
     let _ = shutdown.changed().await;
     tracing::info!("shutting down: draining connections");
     while tasks.join_next().await.is_some() {}
+    approvals.stop().await;
     audit.flush().await;
     drop(audit);
     drop(registry);
     writer.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+fn set_bound(connections: &mut [admin::ConnectionInfo], name: &str, addr: std::net::SocketAddr) {
+    if let Some(c) = connections.iter_mut().find(|c| c.name == name) {
+        c.listen = addr.to_string();
+    }
 }
 
 fn announce(name: &str, addr: std::net::SocketAddr) {

@@ -18,6 +18,7 @@ pub struct GatehouseBuilder {
     body: String,
     database: String,
     admin_groups: Vec<String>,
+    auditor_groups: Vec<String>,
     env: Vec<(String, String)>,
 }
 
@@ -45,6 +46,7 @@ impl GatehouseBuilder {
             body: String::new(),
             database: "sqlite://audit.db".into(),
             admin_groups: vec![],
+            auditor_groups: vec![],
             env: vec![(
                 "GATEHOUSE_UPSTREAM_TOKEN".into(),
                 crate::UPSTREAM_TOKEN.into(),
@@ -147,6 +149,12 @@ policies = [{policies}]
         self
     }
 
+    /// Groups allowed to read the audit trail through the admin API.
+    pub fn auditor_groups(mut self, groups: &[&str]) -> Self {
+        self.auditor_groups = groups.iter().map(|g| g.to_string()).collect();
+        self
+    }
+
     /// Uses another audit database (e.g. a PostgreSQL URL).
     pub fn database(mut self, url: &str) -> Self {
         self.database = url.to_string();
@@ -161,10 +169,11 @@ policies = [{policies}]
     pub fn write_config(&self) -> PathBuf {
         let cache = root().join("target/gatehouse-test-cache");
         let text = format!(
-            "[audit]\ndatabase = \"{}\"\n\n[policies]\ndir = \"policies\"\ncache_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\nadmin_groups = {:?}\n\n{}",
+            "[audit]\ndatabase = \"{}\"\n\n[policies]\ndir = \"policies\"\ncache_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\nadmin_groups = {:?}\nauditor_groups = {:?}\n\n{}",
             self.database,
             cache.display(),
             self.admin_groups,
+            self.auditor_groups,
             self.body
         );
         let path = self.dir.path().join("gatehouse.toml");
@@ -173,55 +182,65 @@ policies = [{policies}]
     }
 
     pub fn start(self) -> Gatehouse {
-        let config = self.write_config();
-        let stderr =
-            std::fs::File::create(self.dir.path().join("gatehouse.log")).expect("log file");
-        let mut cmd = Command::new(gatehouse_bin());
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .current_dir(self.dir.path())
-            .env("GATEHOUSE_LOG", "info,gatehouse=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn gatehouse");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut addrs = HashMap::new();
-        let mut gh = Gatehouse {
-            child,
-            dir: self.dir,
-            env: self.env,
-            addrs: HashMap::new(),
-        };
-        loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line == "ready" => break,
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("listening ")
-                        && let Some((name, addr)) = rest.split_once(' ')
-                    {
-                        addrs.insert(name.to_string(), addr.parse().expect("addr"));
-                    }
-                }
-                Err(_) => panic!("gatehouse did not start; its log:\n{}", gh.log()),
-            }
-        }
-        gh.addrs = addrs;
-        gh
+        self.write_config();
+        spawn(self.dir, self.env)
     }
+}
+
+/// Runs `serve` on the configuration in `dir` and waits for `ready`.
+fn spawn(dir: TempDir, env: Vec<(String, String)>) -> Gatehouse {
+    let config = dir.path().join("gatehouse.toml");
+    // Appended, so a restarted gateway's log follows the first run's.
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("gatehouse.log"))
+        .expect("log file");
+    let mut cmd = Command::new(gatehouse_bin());
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .current_dir(dir.path())
+        .env("GATEHOUSE_LOG", "info,gatehouse=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    for (k, v) in &env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn gatehouse");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut addrs = HashMap::new();
+    let mut gh = Gatehouse {
+        child,
+        dir,
+        env,
+        addrs: HashMap::new(),
+    };
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line == "ready" => break,
+            Ok(line) => {
+                if let Some(rest) = line.strip_prefix("listening ")
+                    && let Some((name, addr)) = rest.split_once(' ')
+                {
+                    addrs.insert(name.to_string(), addr.parse().expect("addr"));
+                }
+            }
+            Err(_) => panic!("gatehouse did not start; its log:\n{}", gh.log()),
+        }
+    }
+    gh.addrs = addrs;
+    gh
 }
 
 /// Copies a built component (and settings) into `dir/policies`. Written to a
@@ -283,6 +302,20 @@ impl Gatehouse {
             .expect("run gatehouse")
     }
 
+    /// Runs a `gatehouse` subcommand that talks to this gateway's admin API
+    /// (`--gateway`) with `token` as the caller's credential.
+    pub fn cli_remote(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(gatehouse_bin())
+            .args(args)
+            .arg("--gateway")
+            .arg(self.admin_url(""))
+            .current_dir(self.dir.path())
+            .env("GATEHOUSE_TOKEN", token)
+            .env_remove("GATEHOUSE_GATEWAY")
+            .output()
+            .expect("run gatehouse")
+    }
+
     /// Creates an API key and returns it.
     pub fn create_key(&self, name: &str, groups: &[&str]) -> String {
         let groups = groups.join(",");
@@ -293,6 +326,35 @@ impl Gatehouse {
             name,
             "--owner",
             "alice@example.com",
+        ];
+        if !groups.is_empty() {
+            args.extend(["--groups", groups.as_str()]);
+        }
+        let out = self.cli(&args);
+        assert!(
+            out.status.success(),
+            "keys create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_string()
+    }
+
+    /// Creates a key for a person (`kind = human`, acting for nobody; owned
+    /// by `name`, or `name@example.com` when it is no address) and returns
+    /// it. [`Gatehouse::create_key`] makes agent keys that all act for
+    /// alice@example.com.
+    pub fn create_person_key(&self, name: &str, groups: &[&str]) -> String {
+        let owner = if name.contains('@') {
+            name.to_string()
+        } else {
+            format!("{name}@example.com")
+        };
+        let groups = groups.join(",");
+        let mut args = vec![
+            "keys", "create", "--name", name, "--owner", &owner, "--kind", "human",
         ];
         if !groups.is_empty() {
             args.extend(["--groups", groups.as_str()]);
@@ -340,6 +402,40 @@ impl Gatehouse {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("fewer than {n} audit events were written");
+    }
+
+    /// Kills the process at once, as a crash would; the folder, its
+    /// configuration and store stay for [`Gatehouse::restart`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit, keeping the folder (to read
+    /// the store afterwards, or to restart).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().expect("wait")
+    }
+
+    /// Starts the gateway again on the same folder and configuration (new
+    /// ports), after [`Gatehouse::kill`] or [`Gatehouse::terminate`].
+    pub fn restart(mut self) -> Gatehouse {
+        self.kill();
+        // Moved out; the dropped shell kills nothing (the child has exited).
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let env = std::mem::take(&mut self.env);
+        spawn(dir, env)
     }
 
     /// Sends SIGTERM and waits for a clean exit.

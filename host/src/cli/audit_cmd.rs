@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Subcommand, ValueEnum};
 
 use gatehouse::audit::AuditStore;
+use gatehouse::audit::replay::Transcript;
 use gatehouse::audit::store::SessionFilter;
+use gatehouse::audit::timestamp::format_ms as fmt_ms;
 use gatehouse::config::Config;
 
 #[derive(Subcommand)]
@@ -136,7 +138,7 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitC
                 anyhow::bail!("no session {session}; `gatehouse audit sessions` lists them");
             };
             let events = store.events(&session).await?;
-            super::replay::write_transcript(&mut out, &s, &events)?;
+            Transcript::new(&s, &events).write_text(&mut out)?;
         }
         AuditCommand::Export {
             format: ExportFormat::Jsonl,
@@ -186,30 +188,4 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn fmt_ms(ms: i64) -> String {
-    let secs = ms / 1000;
-    let (d, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, day) = civil_from_days(d);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }

@@ -1,6 +1,6 @@
 //! The CLI's client for a running gateway's admin API: the `/v1/login`
-//! discovery document, and the state-changing endpoints called with the
-//! caller's own identity. Every failure says what to do next.
+//! discovery document, and the endpoints called with the caller's own
+//! identity (keys, approvals, sessions). Every failure says what to do next.
 
 use std::time::Duration;
 
@@ -9,6 +9,60 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use gatehouse::admin::login::{LoginConnection, LoginDirectory, LoginIssuer};
+
+use super::login_cmd;
+
+/// Where a command that talks to a gateway finds it and the caller's credential.
+#[derive(clap::Args)]
+pub struct RemoteArgs {
+    /// The gateway's admin listener (`[admin].listen`), e.g. http://127.0.0.1:9090.
+    #[arg(long, env = "GATEHOUSE_GATEWAY", global = true)]
+    pub gateway: Option<String>,
+    /// The environment variable holding your credential (default:
+    /// GATEHOUSE_TOKEN if set, else your `gatehouse login` token).
+    #[arg(long, global = true)]
+    pub token_env: Option<String>,
+    /// Which issuer's `gatehouse login` token to use.
+    #[arg(long, global = true)]
+    pub issuer: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl RemoteArgs {
+    /// The gateway and the caller's credential.
+    pub async fn connect(&self) -> anyhow::Result<(Gateway, String)> {
+        let Some(url) = &self.gateway else {
+            bail!(
+                "which gateway? Pass --gateway URL (the admin listener, [admin].listen) or set GATEHOUSE_GATEWAY"
+            );
+        };
+        let gateway = Gateway::new(url)?;
+        let token = credential(&gateway, self.token_env.as_deref(), self.issuer.as_deref()).await?;
+        Ok((gateway, token))
+    }
+}
+
+/// `--token-env VAR`, else `GATEHOUSE_TOKEN`, else the `gatehouse login` token.
+pub async fn credential(
+    gateway: &Gateway,
+    token_env: Option<&str>,
+    issuer: Option<&str>,
+) -> anyhow::Result<String> {
+    if let Some(var) = token_env {
+        return match std::env::var(var) {
+            Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+            _ => bail!("--token-env {var}: the environment variable {var} is not set"),
+        };
+    }
+    if let Ok(t) = std::env::var("GATEHOUSE_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_string());
+    }
+    login_cmd::cached_token(gateway, issuer).await
+}
 
 /// The admin listener of one gateway, e.g. `http://127.0.0.1:9090`.
 pub struct Gateway {
@@ -84,10 +138,30 @@ impl Gateway {
         action: &str,
     ) -> anyhow::Result<Value> {
         let resp = self.send(method, path, Some(token), body).await?;
-        let resp = self.check(resp, action).await?;
+        let resp = self.check(resp, path, action).await?;
         resp.json()
             .await
             .with_context(|| format!("{action}: the gateway's answer was not JSON"))
+    }
+
+    /// GETs an admin endpoint as `accept`; the caller reads the body (a
+    /// transcript as text, an export as it streams).
+    pub async fn get_raw(
+        &self,
+        path: &str,
+        token: &str,
+        accept: &str,
+        action: &str,
+    ) -> anyhow::Result<reqwest::Response> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header(reqwest::header::ACCEPT, accept)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        self.check(resp, path, action).await
     }
 
     async fn send(
@@ -104,18 +178,21 @@ impl Gateway {
         if let Some(b) = body {
             req = req.json(b);
         }
-        req.send().await.map_err(|e| {
-            anyhow!(
-                "cannot reach the gateway at {}: {}. Check --gateway (the admin listener, [admin].listen) and that `gatehouse serve` is running there",
-                self.base,
-                root_cause(&e)
-            )
-        })
+        req.send().await.map_err(|e| self.unreachable(&e))
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        anyhow!(
+            "cannot reach the gateway at {}: {}. Check --gateway (the admin listener, [admin].listen) and that `gatehouse serve` is running there",
+            self.base,
+            root_cause(e)
+        )
     }
 
     async fn check(
         &self,
         resp: reqwest::Response,
+        path: &str,
         action: &str,
     ) -> anyhow::Result<reqwest::Response> {
         let status = resp.status();
@@ -129,16 +206,33 @@ impl Gateway {
             .unwrap_or_else(|| body.chars().take(300).collect());
         let hint = match status {
             StatusCode::UNAUTHORIZED => format!(
-                "\nYour credential was not accepted. Sign in again with `gatehouse login --gateway {} --force`, or set GATEHOUSE_TOKEN (or --token-env VAR) to a valid admin API key.",
+                "\nYour credential was not accepted. Sign in again with `gatehouse login --gateway {} --force`, or set GATEHOUSE_TOKEN (or --token-env VAR) to a valid API key.",
                 self.base
             ),
-            StatusCode::FORBIDDEN => "\nYou are signed in, but not allowed to do this: an administrator must add you to one of the gateway's admin groups (admin.admin_groups).".to_string(),
+            StatusCode::FORBIDDEN => format!(
+                "\nYou are signed in, but not allowed to do this: {}.",
+                forbidden_hint(path)
+            ),
             _ => String::new(),
         };
         bail!(
             "{action}: the gateway answered {}: {message}{hint}",
             status.as_u16()
         )
+    }
+}
+
+/// Which group a refused call needs, by endpoint.
+fn forbidden_hint(path: &str) -> &'static str {
+    if path.starts_with("/v1/approvals") {
+        "deciding needs membership in one of the approval's approver groups (`gatehouse approvals show ID` lists them), and nobody decides their own request"
+    } else if ["/v1/sessions", "/v1/events", "/v1/connections"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        "reading the audit trail needs one of the gateway's admin or auditor groups (admin.admin_groups, admin.auditor_groups); ask an administrator to add you"
+    } else {
+        "an administrator must add you to one of the gateway's admin groups (admin.admin_groups)"
     }
 }
 

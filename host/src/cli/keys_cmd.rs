@@ -19,7 +19,6 @@ use gatehouse::config::Config;
 use gatehouse::identity::{ApiKeys, NewKey, PrincipalKind};
 
 use super::gateway::Gateway;
-use super::login_cmd;
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -105,7 +104,7 @@ pub async fn run_remote(
     command: KeysCommand,
 ) -> anyhow::Result<ExitCode> {
     let gateway = Gateway::new(gateway)?;
-    let token = admin_token(&gateway, &auth).await?;
+    let token = super::gateway::credential(&gateway, auth.token_env, auth.issuer).await?;
     match command {
         KeysCommand::Create {
             name,
@@ -175,22 +174,6 @@ pub async fn run_remote(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `--token-env VAR`, else `GATEHOUSE_TOKEN`, else the `gatehouse login` token.
-async fn admin_token(gateway: &Gateway, auth: &RemoteAuth<'_>) -> anyhow::Result<String> {
-    if let Some(var) = auth.token_env {
-        return match std::env::var(var) {
-            Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
-            _ => bail!("--token-env {var}: the environment variable {var} is not set"),
-        };
-    }
-    if let Ok(t) = std::env::var("GATEHOUSE_TOKEN")
-        && !t.trim().is_empty()
-    {
-        return Ok(t.trim().to_string());
-    }
-    login_cmd::cached_token(gateway, auth.issuer).await
 }
 
 fn parse_duration_ms(s: &str) -> anyhow::Result<i64> {

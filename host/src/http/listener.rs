@@ -19,11 +19,13 @@ const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 use super::event::SessionMeta;
 
 /// Serves `listener` until `shutdown` flips to true; then stops accepting and
-/// lets open connections finish their current requests.
+/// lets open connections finish their current requests. Open connections
+/// are counted in `metrics` (`gatehouse_sessions_open`).
 pub async fn serve_connection(
     listener: TcpListener,
     proxy: Arc<HttpProxy>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    metrics: Arc<crate::metrics::Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
@@ -52,8 +54,10 @@ pub async fn serve_connection(
             started_at_ms: crate::audit::record::now_ms(),
         });
         let span = tracing::info_span!("connection", name = %proxy.name, session = %session.id, client.addr = %peer);
+        let open = metrics.session_opened(&proxy.name);
         tasks.spawn(
             async move {
+                let _open = open;
                 match acceptor {
                     Some(acceptor) => match acceptor.accept(stream).await {
                         Ok(tls) => {

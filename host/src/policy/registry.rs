@@ -198,6 +198,7 @@ impl PolicyRegistry {
                     .reloads
                     .get_or_create(&crate::metrics::ResultLabel::error())
                     .inc();
+                self.metrics.policy_load_failed(name);
                 if let Ok(mut s) = self.status.lock() {
                     let entry = s.entry(name.to_string()).or_insert_with(|| PolicyStatus {
                         name: name.to_string(),

@@ -1,0 +1,340 @@
+//! A session as a transcript a person can read top to bottom: what was
+//! sent, what each policy decided, what came back (row counts, masked
+//! columns, errors) and when. `gatehouse audit replay` prints it, and the
+//! admin API serves it as text or as JSON steps; both come from here, so
+//! they say the same thing.
+
+use std::io::Write;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{StoredEvent, StoredSession};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Transcript {
+    pub session: StoredSession,
+    /// Who called: `subject (kind) [groups] acting for X`, or `unauthenticated`.
+    pub caller: String,
+    pub steps: Vec<Step>,
+    /// The closing line: how long the session lasted, or that it is open.
+    pub end: String,
+}
+
+/// One event in the transcript.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub seq: i64,
+    pub at_ms: i64,
+    /// Milliseconds since the session started.
+    pub offset_ms: i64,
+    pub kind: String,
+    pub verdict: String,
+    /// What happened; a statement keeps its own line breaks.
+    pub text: String,
+    /// What followed from it: parameters, the decision, rows, masks, errors, time.
+    pub notes: Vec<String>,
+}
+
+impl Transcript {
+    pub fn new(session: &StoredSession, events: &[StoredEvent]) -> Transcript {
+        let start = session.started_at_ms;
+        let mut prompt = format!("{}=>", session.connection);
+        let steps = events
+            .iter()
+            .map(|e| {
+                let (text, notes) = describe(e, &mut prompt);
+                Step {
+                    seq: e.seq,
+                    at_ms: e.at_ms,
+                    offset_ms: e.at_ms - start,
+                    kind: e.kind.clone(),
+                    verdict: e.verdict.clone(),
+                    text,
+                    notes,
+                }
+            })
+            .collect();
+        let end = match session.ended_at_ms {
+            Some(end) => format!("session ended after {:.3}s", (end - start) as f64 / 1000.0),
+            None => "session still open (or the gateway stopped before recording its end)".into(),
+        };
+        Transcript {
+            session: session.clone(),
+            caller: caller(session.principal.as_ref()),
+            steps,
+            end,
+        }
+    }
+
+    pub fn write_text(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let s = &self.session;
+        writeln!(
+            out,
+            "-- session {} on {} ({}) from {}",
+            s.id, s.connection, s.protocol, s.client_addr
+        )?;
+        writeln!(out, "-- caller {}", self.caller)?;
+        for step in &self.steps {
+            let t = format!("[+{:>8.3}s]", step.offset_ms as f64 / 1000.0);
+            let mut lines = step.text.lines();
+            let first = lines.next().unwrap_or("");
+            writeln!(out, "{t} {first}")?;
+            // Continuation lines line up under the statement, after its prompt.
+            let indent = t.len() + 1 + first.find(' ').map_or(0, |i| i + 1);
+            for l in lines {
+                writeln!(out, "{:>indent$}{l}", "")?;
+            }
+            for n in &step.notes {
+                writeln!(out, "    -- {n}")?;
+            }
+        }
+        writeln!(out, "-- {}", self.end)
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = self.write_text(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+fn caller(principal: Option<&Value>) -> String {
+    let Some(p) = principal else {
+        return "unauthenticated".into();
+    };
+    let groups = p["groups"]
+        .as_array()
+        .map(|g| {
+            g.iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let acting = p["acting_for"]
+        .as_str()
+        .map(|a| format!(" acting for {a}"))
+        .unwrap_or_default();
+    format!(
+        "{} ({}) [{groups}]{acting}",
+        p["subject"].as_str().unwrap_or("?"),
+        p["kind"].as_str().unwrap_or("?")
+    )
+}
+
+/// The step's text and notes; `prompt` follows the database a PostgreSQL
+/// session connected to.
+fn describe(e: &StoredEvent, prompt: &mut String) -> (String, Vec<String>) {
+    match e.kind.as_str() {
+        "pg.connect" => {
+            let db = e.detail["database"].as_str().unwrap_or("?");
+            *prompt = format!("{db}=>");
+            let text = match e.detail.get("error").filter(|v| !v.is_null()) {
+                None => format!("-- connected to database {db}"),
+                Some(err) => format!("-- connection to {db} failed: {}", error_text(err)),
+            };
+            (text, vec![])
+        }
+        "pg.statement" => statement(prompt, e),
+        "auth.refused" => (
+            format!(
+                "-- refused: {}",
+                e.detail["error"]["message"]
+                    .as_str()
+                    .or(e.detail["error"].as_str())
+                    .unwrap_or(&e.summary)
+            ),
+            vec![],
+        ),
+        // How a held request was settled; its statement follows.
+        "approval" => (format!("-- {}", e.summary), vec![]),
+        "http.exchange" => (
+            format!("[{}] {} {}", e.verdict, e.kind, e.summary),
+            http_notes(&e.detail),
+        ),
+        _ => (format!("[{}] {} {}", e.verdict, e.kind, e.summary), vec![]),
+    }
+}
+
+fn statement(prompt: &str, e: &StoredEvent) -> (String, Vec<String>) {
+    let d = &e.detail;
+    let sql = d["sql"].as_str().unwrap_or("");
+    let text = format!("{prompt} {sql}");
+    let mut notes = Vec::new();
+    if let Some(params) = d["parameters"].as_array().filter(|p| !p.is_empty()) {
+        let shown: Vec<String> = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p.as_str() {
+                Some(s) => format!("${} = '{}'", i + 1, s.replace('\'', "''")),
+                None => format!("${} = NULL", i + 1),
+            })
+            .collect();
+        notes.push(shown.join(", "));
+    }
+    let query = &d["decisions"]["query"];
+    let outcome = match query["verdict"].as_str() {
+        Some("deny") => format!(
+            "DENIED by {}: {}",
+            query["policy"].as_str().unwrap_or("?"),
+            query["reason"].as_str().unwrap_or("")
+        ),
+        Some("require_approval") => format!(
+            "HELD for approval by {}: {}",
+            query["policy"].as_str().unwrap_or("?"),
+            query["approval"]["reason"].as_str().unwrap_or("")
+        ),
+        _ => "allowed".to_string(),
+    };
+    let mut facts = vec![outcome];
+    if let Some(approval) = d.get("approval").filter(|a| !a.is_null()) {
+        facts.push(format!(
+            "approval {}: {}",
+            approval["id"].as_str().unwrap_or("?"),
+            approval["outcome"]["outcome"]
+                .as_str()
+                .or(approval["outcome"].as_str())
+                .unwrap_or("?")
+        ));
+    }
+    if let Some(reason) = d["not_executed"].as_str() {
+        facts.push(format!("not executed ({reason})"));
+    } else {
+        let tags: Vec<&str> = d["command_tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        facts.push(format!("{} rows", d["rows"].as_u64().unwrap_or(0)));
+        if !tags.is_empty() {
+            facts.push(tags.join(", "));
+        }
+    }
+    if let Some(cols) = d["masked_columns"].as_array().filter(|c| !c.is_empty()) {
+        let names: Vec<&str> = cols.iter().filter_map(Value::as_str).collect();
+        facts.push(format!("masked: {}", names.join(", ")));
+    }
+    if let Some(n) = d["masked_values"].as_u64().filter(|n| *n > 0) {
+        facts.push(format!("{n} values masked"));
+    }
+    if let Some(err) = d.get("error").filter(|v| !v.is_null()) {
+        facts.push(format!("ERROR {}", error_text(err)));
+    }
+    if let Some(us) = d["duration_us"].as_u64() {
+        facts.push(format!("{:.1} ms", us as f64 / 1000.0));
+    }
+    notes.push(facts.join(" · "));
+    (text, notes)
+}
+
+/// A refused or failed HTTP exchange says who refused it and why.
+fn http_notes(d: &Value) -> Vec<String> {
+    let mut notes = Vec::new();
+    for phase in ["request", "response"] {
+        let decision = &d["decisions"][phase];
+        if decision["verdict"].as_str() == Some("deny") {
+            notes.push(format!(
+                "{phase} DENIED by {}: {}",
+                decision["policy"].as_str().unwrap_or("?"),
+                decision["reason"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    if let Some(err) = d.get("error").filter(|v| !v.is_null()) {
+        notes.push(format!(
+            "ERROR {}",
+            err["message"].as_str().unwrap_or(&err.to_string())
+        ));
+    }
+    if let Some(us) = d["duration_us"].as_u64() {
+        notes.push(format!("{:.1} ms", us as f64 / 1000.0));
+    }
+    notes
+}
+
+fn error_text(err: &Value) -> String {
+    format!(
+        "{} {}",
+        err["sqlstate"].as_str().unwrap_or(""),
+        err["message"].as_str().unwrap_or("")
+    )
+    .trim()
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(seq: i64, kind: &str, verdict: &str, summary: &str, detail: Value) -> StoredEvent {
+        StoredEvent {
+            session_id: "s1".into(),
+            seq,
+            at_ms: 1_000 + seq * 250,
+            kind: kind.into(),
+            principal_subject: "bot".into(),
+            verdict: verdict.into(),
+            summary: summary.into(),
+            detail_text: detail.to_string(),
+            detail,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_postgres_session_reads_like_a_psql_transcript() {
+        let session = StoredSession {
+            id: "s1".into(),
+            connection: "shop".into(),
+            protocol: "postgres".into(),
+            client_addr: "127.0.0.1:5000".into(),
+            principal_subject: Some("bot".into()),
+            principal: Some(
+                json!({"subject": "bot", "kind": "agent", "groups": ["dev", "ops"], "acting_for": "alice"}),
+            ),
+            started_at_ms: 1_000,
+            ended_at_ms: Some(3_500),
+            event_count: 3,
+        };
+        let events = [
+            event(1, "pg.connect", "allow", "", json!({"database": "shop"})),
+            event(
+                2,
+                "pg.statement",
+                "allow",
+                "",
+                json!({"sql": "SELECT email\nFROM customers WHERE id = $1", "parameters": ["it's"],
+                       "decisions": {"query": {"verdict": "allow"}}, "rows": 1,
+                       "command_tags": ["SELECT 1"], "masked_columns": ["email"], "duration_us": 1500}),
+            ),
+            event(
+                3,
+                "pg.statement",
+                "deny",
+                "",
+                json!({"sql": "DROP TABLE customers", "decisions": {"query": {"verdict": "deny",
+                       "policy": "sql-guard", "reason": "schema changes need a DBA"}},
+                       "not_executed": "denied"}),
+            ),
+        ];
+        let t = Transcript::new(&session, &events);
+        assert_eq!(t.steps[1].offset_ms, 500);
+        assert_eq!(
+            t.to_text(),
+            "-- session s1 on shop (postgres) from 127.0.0.1:5000
+-- caller bot (agent) [dev,ops] acting for alice
+[+   0.250s] -- connected to database shop
+[+   0.500s] shop=> SELECT email
+                    FROM customers WHERE id = $1
+    -- $1 = 'it''s'
+    -- allowed · 1 rows · SELECT 1 · masked: email · 1.5 ms
+[+   0.750s] shop=> DROP TABLE customers
+    -- DENIED by sql-guard: schema changes need a DBA · not executed (denied)
+-- session ended after 2.500s
+"
+        );
+    }
+}
