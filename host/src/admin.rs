@@ -6,6 +6,7 @@
 //! caller; who may decide is checked per approval. Bind it to loopback or a management network.
 
 mod approvals;
+pub mod console;
 mod keys;
 pub mod login;
 
@@ -38,6 +39,7 @@ pub struct AdminState {
     pub approvals: Arc<crate::approval::Approvals>,
     /// What `/v1/login` publishes.
     pub login: Arc<login::LoginDirectory>,
+    pub console: Arc<console::Console>,
 }
 
 pub type AdminResponse = Response<Full<Bytes>>;
@@ -93,6 +95,7 @@ async fn route(state: &AdminState, req: Request<Incoming>) -> AdminResponse {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.encode(),
         ),
+        (_, p) if console::serves(p) => console::handle(&state.console, &state.auth, req).await,
         (_, p) if p == "/v1/approvals" || p.starts_with("/v1/approvals/") => {
             match caller(state, &req).await {
                 Ok(principal) => approvals::handle(state, req, &principal).await,
@@ -118,6 +121,14 @@ async fn caller(state: &AdminState, req: &Request<Incoming>) -> Result<Principal
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    let from_console;
+    let presented = match presented {
+        Some(p) => Some(p),
+        None => {
+            from_console = console::cookie_credential(req.method(), req.headers())?;
+            from_console.as_deref()
+        }
+    };
     let Some(presented) = presented else {
         return Err(error(
             StatusCode::UNAUTHORIZED,
