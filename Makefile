@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip2
 GUESTS := http-guard sql-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe
 GUEST_FLAGS := $(foreach g,$(GUESTS),-p $(g))
 
-.PHONY: all toolchain plugins oidc-harness py-deps build test demo bench bench-pg fmt lint clean
+.PHONY: all toolchain plugins oidc-harness console-harness py-deps build test demo bench bench-pg fmt lint clean
 
 all: build plugins
 
@@ -28,10 +28,20 @@ oidc-harness: tests/oidc/node_modules/.package-lock.json
 tests/oidc/node_modules/.package-lock.json: tests/oidc/package.json tests/oidc/package-lock.json
 	cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error
 
+# The console's browser test: Debian's Chromium and playwright-core (which
+# drives it; no browser download).
+console-harness: /usr/bin/chromium tests/console/node_modules/.package-lock.json
+
+/usr/bin/chromium:
+	apt-get install -y -q chromium >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)
+
+tests/console/node_modules/.package-lock.json: tests/console/package.json tests/console/package-lock.json
+	cd tests/console && npm ci --no-audit --no-fund --loglevel=error
+
 build:
 	$(CARGO) build -p gatehouse -p gatehouse-tests --bins
 
-test: toolchain plugins oidc-harness py-deps build
+test: toolchain plugins oidc-harness console-harness py-deps build
 	$(CARGO) test --workspace --exclude gatehouse-tests
 	$(CARGO) test -p gatehouse-tests -- --test-threads 2
 

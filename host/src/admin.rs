@@ -14,6 +14,7 @@
 
 mod approvals;
 mod connections;
+pub mod console;
 mod keys;
 pub mod login;
 mod sessions;
@@ -61,6 +62,7 @@ pub struct AdminState {
     pub approvals: Arc<crate::approval::Approvals>,
     /// What `/v1/login` publishes.
     pub login: Arc<login::LoginDirectory>,
+    pub console: Arc<console::Console>,
 }
 
 /// A whole answer, built in memory.
@@ -139,6 +141,7 @@ async fn route_whole(state: &AdminState, req: Request<Incoming>, path: &str) -> 
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.encode(),
         ),
+        (_, p) if console::serves(p) => console::handle(&state.console, &state.auth, req).await,
         (_, p) if p == "/v1/approvals" || p.starts_with("/v1/approvals/") => {
             match caller(state, &req).await {
                 Ok(principal) => approvals::handle(state, req, &principal).await,
@@ -164,6 +167,15 @@ async fn caller(state: &AdminState, req: &Request<Incoming>) -> Result<Principal
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
+    let from_console;
+    let presented = match presented {
+        Some(p) => Some(p),
+        None => {
+            from_console = console::cookie_credential(req.method(), req.headers())
+                .map_err(|m| error(StatusCode::FORBIDDEN, "forbidden", m))?;
+            from_console.as_deref()
+        }
+    };
     let Some(presented) = presented else {
         return Err(error(
             StatusCode::UNAUTHORIZED,

@@ -185,6 +185,10 @@ impl PoliciesConfig {
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// The URL browsers reach this listener at (behind a proxy or TLS
+    /// terminator); the console's sign-in redirect is built from it.
+    /// Default: `http://LISTEN` with the bound address.
+    pub public_url: Option<String>,
     /// Groups whose members may change state through the admin API (keys).
     /// Empty: no one may; the API stays read-only.
     #[serde(default)]
@@ -247,6 +251,20 @@ pub struct OidcIssuerConfig {
     /// Scopes `gatehouse login` asks for; `offline_access` gets a refresh token.
     #[serde(default = "default_cli_scopes")]
     pub cli_scopes: Vec<String>,
+    /// The OAuth client the web console signs people in with (authorization
+    /// code + PKCE). Register `ADMIN_URL/console/callback` as its redirect
+    /// URI, where ADMIN_URL is `admin.public_url`.
+    pub console_client_id: Option<String>,
+    /// The console client's secret, when the provider registered it as a
+    /// confidential client; a public client has none.
+    pub console_client_secret: Option<SecretRef>,
+    /// Scopes the console asks for.
+    #[serde(default = "default_console_scopes")]
+    pub console_scopes: Vec<String>,
+}
+
+fn default_console_scopes() -> Vec<String> {
+    vec!["openid".into()]
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -331,7 +349,8 @@ pub struct WebhookConfig {
     pub url: WebhookUrl,
     #[serde(default)]
     pub format: WebhookFormat,
-    /// The console's base URL; approvals are linked as `{console_url}/approvals/{id}`.
+    /// The admin listener's public URL (as `admin.public_url`); approvals are
+    /// linked to the console as `{console_url}/console/#/approvals/{id}`.
     /// Required for `format = "slack"`, whose messages carry approve/deny links.
     pub console_url: Option<String>,
     /// Deliveries tried per message, with exponential backoff between them.
@@ -616,6 +635,13 @@ impl Config {
             if let Some(ca) = &mut o.ca_file {
                 fix(ca);
             }
+            if let Some(f) = o
+                .console_client_secret
+                .as_mut()
+                .and_then(|s| s.file.as_mut())
+            {
+                fix(f);
+            }
         }
         if let Some(key) = &mut self.masking.hash_key
             && let Some(f) = &mut key.file
@@ -848,6 +874,35 @@ impl Config {
                     format!("{bad:?} is not a scope: one word of printable ASCII each"),
                 ));
             }
+            if o.console_client_id
+                .as_deref()
+                .is_some_and(|c| c.trim().is_empty())
+            {
+                return Err((
+                    key("console_client_id"),
+                    "must not be empty (leave it out to offer no console sign-in here)".into(),
+                ));
+            }
+            if let Some(bad) = o.console_scopes.iter().find(|s| !is_scope_token(s)) {
+                return Err((
+                    key("console_scopes"),
+                    format!("{bad:?} is not a scope: one word of printable ASCII each"),
+                ));
+            }
+            if let Some(secret) = &o.console_client_secret {
+                if o.console_client_id.is_none() {
+                    return Err((
+                        key("console_client_secret"),
+                        "needs console_client_id".into(),
+                    ));
+                }
+                secret
+                    .resolve()
+                    .map_err(|m| (key("console_client_secret"), m))?;
+            }
+        }
+        if let Some(url) = self.admin.as_ref().and_then(|a| a.public_url.as_deref()) {
+            check_public_url(url).map_err(|m| ("admin.public_url".to_string(), m))?;
         }
         if let Some(k) = &self.masking.hash_key {
             k.resolve()
@@ -894,7 +949,7 @@ impl Config {
                 None if w.format == WebhookFormat::Slack => {
                     return Err((
                         "approvals.webhook.console_url".into(),
-                        "is required with format = \"slack\": messages carry approve/deny links to {console_url}/approvals/ID".into(),
+                        "is required with format = \"slack\": messages carry approve/deny links to {console_url}/console/#/approvals/ID".into(),
                     ));
                 }
                 None => {}
@@ -914,6 +969,24 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `admin.public_url`: where browsers reach the admin listener.
+fn check_public_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http") | Some("https")) || uri.host().is_none() {
+        return Err(format!(
+            "{url:?} must be an http:// or https:// URL with a host, e.g. https://gatehouse-admin.example.com"
+        ));
+    }
+    if !uri.path().trim_end_matches('/').is_empty() || uri.query().is_some() {
+        return Err(format!(
+            "{url:?} must not have a path or query: the console lives at /console under it"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -151,6 +151,19 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
             .await
             .with_context(|| format!("admin: cannot listen on {}", a.listen))?;
         announce("admin", listener.local_addr()?);
+        let public_url = a.public_url.clone().unwrap_or_else(|| {
+            format!(
+                "http://{}",
+                listener
+                    .local_addr()
+                    .map(|x| x.to_string())
+                    .unwrap_or_default()
+            )
+        });
+        let console_issuers =
+            admin::console::signin::ConsoleIssuer::from_config(&config.identity.oidc)
+                .map_err(|e| anyhow::anyhow!("identity.oidc: {e}"))?;
+        let console = Arc::new(admin::console::Console::new(console_issuers, &public_url));
         let state = AdminState {
             registry: registry.clone(),
             metrics: metrics.clone(),
@@ -163,6 +176,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
             connections: connections.into(),
             approvals: approvals.clone(),
             login: Arc::new(login),
+            console,
         };
         tasks.spawn(admin::serve(listener, state, shutdown.clone()));
     }

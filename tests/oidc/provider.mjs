@@ -96,6 +96,18 @@ for (const client_id of ['gatehouse-cli', 'gatehouse-cli-short']) {
   });
 }
 
+// The web console's client: the admin listener runs the authorization code
+// flow with PKCE itself and receives the code on /console/callback (any
+// loopback port, as a native client).
+CLIENTS.push({
+  client_id: 'gatehouse-console',
+  application_type: 'native',
+  token_endpoint_auth_method: 'none',
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  redirect_uris: ['http://127.0.0.1/console/callback'],
+});
+
 async function newSigningKey() {
   const { privateKey } = await jose.generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
   const jwk = await jose.exportJWK(privateKey);

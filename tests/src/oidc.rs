@@ -145,6 +145,7 @@ impl OidcProvider {
 /// Someone at a browser, signing in at the provider's real pages.
 pub struct Person {
     http: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
     issuer: String,
     login: String,
 }
@@ -154,12 +155,14 @@ impl OidcProvider {
     /// provider gives `alice@example.com` the group `dev` and
     /// `root@example.com` `gatehouse-admins` and `dev`).
     pub fn person(&self, login: &str) -> Person {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         Person {
             http: reqwest::Client::builder()
                 .no_proxy()
-                .cookie_store(true)
+                .cookie_provider(jar.clone())
                 .build()
                 .expect("HTTP client"),
+            jar,
             issuer: self.issuer.clone(),
             login: login.to_string(),
         }
@@ -209,6 +212,13 @@ impl Person {
     /// signs in and consents; the provider then redirects to the CLI's
     /// loopback listener, which this client follows. Returns that last page.
     pub async fn authorize(&self, url: &str) -> String {
+        self.sign_in_at(url).await.1
+    }
+
+    /// Opens a page that sends the browser to the provider to sign in (a web
+    /// application's login link), signs in, consents, and follows the
+    /// provider back to the application. Returns the application's last page.
+    pub async fn sign_in_at(&self, url: &str) -> (String, String) {
         let resp = self
             .http
             .get(url)
@@ -216,7 +226,20 @@ impl Person {
             .await
             .expect("authorization request");
         let page = (resp.url().to_string(), resp.text().await.expect("page"));
-        self.sign_in_and_consent(page).await.1
+        self.sign_in_and_consent(page).await
+    }
+
+    /// A cookie this browser holds for `url`.
+    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let header = self.jar.cookies(&url.parse().ok()?)?;
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
     }
 
     async fn enter_code(&self, user_code: &str) -> String {

@@ -794,7 +794,7 @@ async fn webhooks_report_new_and_decided_approvals() {
     assert_eq!(created["approval"]["requester"]["subject"], "deploy-bot");
     assert_eq!(
         created["links"]["approve"],
-        format!("https://console.example.com/approvals/{id}?action=approve")
+        format!("https://console.example.com/console/#/approvals/{id}?action=approve")
     );
     decide(&gh, &k.olga, &id, "approve", None).await;
     assert_eq!(released(held, Instant::now()).await.0, 200);
@@ -829,11 +829,11 @@ async fn webhooks_report_new_and_decided_approvals() {
     let buttons = &created["blocks"][1]["elements"];
     assert_eq!(
         buttons[0]["url"],
-        format!("https://console.example.com/approvals/{id}?action=approve")
+        format!("https://console.example.com/console/#/approvals/{id}?action=approve")
     );
     assert_eq!(
         buttons[1]["url"],
-        format!("https://console.example.com/approvals/{id}?action=deny")
+        format!("https://console.example.com/console/#/approvals/{id}?action=deny")
     );
     decide(&gh, &k.olga, &id, "deny", Some("not today")).await;
     assert_eq!(released(held, Instant::now()).await.0, 403);
@@ -846,7 +846,7 @@ async fn webhooks_report_new_and_decided_approvals() {
         .await;
     assert_eq!(
         decided["blocks"][1]["elements"][0]["url"],
-        format!("https://console.example.com/approvals/{id}")
+        format!("https://console.example.com/console/#/approvals/{id}")
     );
 }
 

@@ -198,7 +198,7 @@ pub fn payload(
     console_url: Option<&str>,
 ) -> Value {
     let id = &record.info.id;
-    let link = console_url.map(|c| format!("{c}/approvals/{id}"));
+    let link = console_url.map(|c| format!("{}/console/#/approvals/{id}", c.trim_end_matches('/')));
     match format {
         WebhookFormat::Json => {
             let mut v = json!({"event": kind.event(), "approval": record});
@@ -381,7 +381,7 @@ mod tests {
         assert_eq!(v["approval"]["request"]["sql"], "DELETE FROM t WHERE a < 1");
         assert_eq!(
             v["links"]["approve"],
-            "https://console.example.com/approvals/0190-ab?action=approve"
+            "https://console.example.com/console/#/approvals/0190-ab?action=approve"
         );
         let v = payload(
             WebhookFormat::Json,
@@ -406,11 +406,11 @@ mod tests {
         let buttons = &v["blocks"][1]["elements"];
         assert_eq!(
             buttons[0]["url"],
-            "https://c.example/approvals/0190-ab?action=approve"
+            "https://c.example/console/#/approvals/0190-ab?action=approve"
         );
         assert_eq!(
             buttons[1]["url"],
-            "https://c.example/approvals/0190-ab?action=deny"
+            "https://c.example/console/#/approvals/0190-ab?action=deny"
         );
         assert!(
             v["text"]
@@ -430,7 +430,7 @@ mod tests {
         );
         assert_eq!(
             v["blocks"][1]["elements"][0]["url"],
-            "https://c.example/approvals/0190-ab"
+            "https://c.example/console/#/approvals/0190-ab"
         );
     }
 }

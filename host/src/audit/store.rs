@@ -128,6 +128,12 @@ impl AuditStore {
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
+                        // Only a new, empty database takes it (before WAL is
+                        // on): events arrive in batches of many rows, and
+                        // larger pages mean fewer WAL frames to write.
+                        sqlx::query("PRAGMA page_size=16384")
+                            .execute(&mut *conn)
+                            .await?;
                         sqlx::query("PRAGMA journal_mode=WAL")
                             .execute(&mut *conn)
                             .await?;

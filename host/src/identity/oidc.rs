@@ -60,16 +60,7 @@ impl OidcVerifier {
     pub fn start(configs: &[OidcIssuerConfig]) -> Result<Arc<Self>, String> {
         let mut issuers = Vec::new();
         for c in configs {
-            let mut builder = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(10));
-            if let Some(ca) = &c.ca_file {
-                let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-                let cert = reqwest::Certificate::from_pem(&pem)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
-                builder = builder.add_root_certificate(cert);
-            }
-            let http = builder.build().map_err(|e| e.to_string())?;
+            let http = issuer_http_client(c)?;
             let issuer = Arc::new(OidcIssuer {
                 config: c.clone(),
                 http,
@@ -359,6 +350,22 @@ impl OidcIssuer {
     }
 }
 
+/// An HTTP client for talking to one issuer: its extra CA trusted, no
+/// redirects followed (a redirect from a token or key endpoint opens the way
+/// to SSRF), bounded time.
+pub fn issuer_http_client(c: &OidcIssuerConfig) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10));
+    if let Some(ca) = &c.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        let cert =
+            reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
 async fn fetch_jwks(http: &reqwest::Client, uri: &str) -> Result<JwkSet, String> {
     let resp = http
         .get(uri)
@@ -441,6 +448,9 @@ mod tests {
                 ca_file: None,
                 cli_client_id: None,
                 cli_scopes: vec![],
+                console_client_id: None,
+                console_client_secret: None,
+                console_scopes: vec![],
             },
             http: reqwest::Client::new(),
             keys: RwLock::new(None),

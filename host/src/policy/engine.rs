@@ -2,8 +2,8 @@
 //! deadlines, and a precompile cache keyed by each component's sha256.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -19,12 +19,35 @@ use crate::config::MAX_MEMORY_MB;
 /// within a tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// How long the idle ticker sleeps before looking again on its own.
+const IDLE_PARK: Duration = Duration::from_millis(250);
+
 /// The shared engine, its linker, and the thread that advances the epoch.
 pub struct PolicyEngine {
     engine: Engine,
     linker: Linker<StoreState>,
     cache_dir: PathBuf,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<EpochTicker>,
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] while a guest call is
+/// running, and sleeps otherwise: most decisions come from the decision
+/// cache, and an idle gateway should not wake a thousand times a second.
+/// A call's deadline counts ticks from when it starts, so ticking only
+/// while calls run bounds them the same way.
+struct EpochTicker {
+    running: AtomicUsize,
+    stop: AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
+}
+
+/// Held for the duration of one guest call (see [`PolicyEngine::running`]).
+pub struct RunningCall<'a>(&'a EpochTicker);
+
+impl Drop for RunningCall<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl PolicyEngine {
@@ -70,14 +93,29 @@ impl PolicyEngine {
             source: e,
         })?;
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.weak(), ticker_stop.clone());
+        let ticker = Arc::new(EpochTicker {
+            running: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        });
+        spawn_epoch_ticker(engine.weak(), ticker.clone());
         Ok(Arc::new(Self {
             engine,
             linker,
             cache_dir: cache_dir.to_path_buf(),
-            ticker_stop,
+            ticker,
         }))
+    }
+
+    /// Marks a guest call as running until the guard drops, so the epoch
+    /// advances (and its deadline can fire) while it runs.
+    pub fn running(&self) -> RunningCall<'_> {
+        if self.ticker.running.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(t) = self.ticker.thread.get()
+        {
+            t.unpark();
+        }
+        RunningCall(&self.ticker)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -126,21 +164,41 @@ impl PolicyEngine {
 
 impl Drop for PolicyEngine {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        self.ticker.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.thread.get() {
+            t.unpark();
+        }
     }
 }
 
-fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, stop: Arc<AtomicBool>) {
-    std::thread::Builder::new()
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, ticker: Arc<EpochTicker>) {
+    let spawned = std::thread::Builder::new()
         .name("gatehouse-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                match engine.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => break,
+        .spawn({
+            let ticker = ticker.clone();
+            move || {
+                while !ticker.stop.load(Ordering::Relaxed) {
+                    if ticker.running.load(Ordering::Acquire) == 0 {
+                        // Woken by the next call (or the engine's drop); the
+                        // timeout only bounds a missed wake-up.
+                        std::thread::park_timeout(IDLE_PARK);
+                        continue;
+                    }
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
                 }
             }
-        })
-        .ok();
+        });
+    match spawned {
+        Ok(handle) => {
+            let _ = ticker.thread.set(handle.thread().clone());
+        }
+        // Without the ticker no deadline fires: say so loudly.
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the epoch ticker; policy timeouts will not fire")
+        }
+    }
 }

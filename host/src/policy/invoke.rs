@@ -62,6 +62,7 @@ pub fn call_guest<R>(
         now_ms,
         request_id.to_string(),
     );
+    let _running = engine.running();
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limits);
     let ticks = limits

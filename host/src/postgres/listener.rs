@@ -30,7 +30,13 @@ pub async fn serve_postgres(
                 continue;
             }
         };
-        tasks.spawn(proxy.clone().serve(stream, shutdown.clone()));
+        // Counted open from accept to the last byte (admin /v1/connections).
+        let open = proxy.metrics.session_opened(&proxy.name);
+        let session = proxy.clone().serve(stream, shutdown.clone());
+        tasks.spawn(async move {
+            let _open = open;
+            session.await
+        });
         while tasks.try_join_next().is_some() {}
     }
     let drain = async { while tasks.join_next().await.is_some() {} };
