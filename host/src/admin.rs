@@ -36,6 +36,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use crate::audit::{AuditSink, AuditStore};
 use crate::identity::{ApiKeys, AuthError, Authenticator, Principal};
@@ -73,22 +74,56 @@ pub type AdminBody = BoxBody<Bytes, BodyError>;
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves the admin API until `shutdown` flips to true.
-pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
-        let (stream, _) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+        let (stream, peer) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
             _ = shutdown.changed() => return,
         };
         let state = state.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
+        let acceptor = acceptor.clone();
+        let span = tracing::info_span!("admin_connection", client.addr = %peer);
+        tokio::spawn(
+            async move {
+                let svc = service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(route(&state, req).await) }
+                });
+                let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match acceptor {
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            std::time::Duration::from_secs(10),
+                            acceptor.accept(stream),
+                        );
+                        match handshake.await {
+                            Ok(Ok(tls)) => {
+                                let _ = http.serve_connection(TokioIo::new(tls), svc).await;
+                            }
+                            Ok(Err(e)) => tracing::info!(error = %e, "admin: TLS handshake failed"),
+                            Err(_) => tracing::info!("admin: TLS handshake timed out"),
+                        }
+                    }
+                }
+            }
+            .instrument(span),
+        );
     }
 }
 

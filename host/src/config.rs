@@ -187,8 +187,10 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// The URL browsers reach this listener at (behind a proxy or TLS
     /// terminator); the console's sign-in redirect is built from it.
-    /// Default: `http://LISTEN` with the bound address.
+    /// Default: `http://LISTEN` (`https://` with `tls`) with the bound address.
     pub public_url: Option<String>,
+    /// Serve the admin API and the console over TLS with this certificate.
+    pub tls: Option<TlsConfig>,
     /// Groups whose members may change state through the admin API (keys).
     /// Empty: no one may; the API stays read-only.
     #[serde(default)]
@@ -631,6 +633,10 @@ impl Config {
                 fix(f);
             }
         }
+        if let Some(tls) = self.admin.as_mut().and_then(|a| a.tls.as_mut()) {
+            fix(&mut tls.cert_file);
+            fix(&mut tls.key_file);
+        }
         for o in &mut self.identity.oidc {
             if let Some(ca) = &mut o.ca_file {
                 fix(ca);
@@ -899,6 +905,16 @@ impl Config {
                 secret
                     .resolve()
                     .map_err(|m| (key("console_client_secret"), m))?;
+            }
+        }
+        if let Some(tls) = self.admin.as_ref().and_then(|a| a.tls.as_ref()) {
+            for (field, p) in [
+                ("admin.tls.cert_file", &tls.cert_file),
+                ("admin.tls.key_file", &tls.key_file),
+            ] {
+                if !p.exists() {
+                    return Err((field.to_string(), format!("{} does not exist", p.display())));
+                }
             }
         }
         if let Some(url) = self.admin.as_ref().and_then(|a| a.public_url.as_deref()) {

@@ -151,9 +151,14 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
             .await
             .with_context(|| format!("admin: cannot listen on {}", a.listen))?;
         announce("admin", listener.local_addr()?);
+        let tls = match &a.tls {
+            Some(t) => Some(crate::tls::server_config(&t.cert_file, &t.key_file).context("admin")?),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let public_url = a.public_url.clone().unwrap_or_else(|| {
             format!(
-                "http://{}",
+                "{scheme}://{}",
                 listener
                     .local_addr()
                     .map(|x| x.to_string())
@@ -178,7 +183,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
             login: Arc::new(login),
             console,
         };
-        tasks.spawn(admin::serve(listener, state, shutdown.clone()));
+        tasks.spawn(admin::serve(listener, state, tls, shutdown.clone()));
     }
     println!("ready");
 

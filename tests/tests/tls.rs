@@ -85,3 +85,53 @@ async fn https_in_and_out() {
         "{body}"
     );
 }
+
+/// The admin listener over TLS: the API and the console answer over HTTPS,
+/// plain HTTP to it gets nowhere, and a client that stalls in the handshake
+/// does not hold up others.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_listener_serves_https() {
+    let certs = tempfile::tempdir().unwrap();
+    let cert = TestCert::generate(certs.path());
+    let gh = GatehouseBuilder::new()
+        .admin_groups(&["ops"])
+        .config(&format!(
+            "[admin.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.cert.display().to_string(),
+            cert.key.display().to_string()
+        ))
+        .start();
+    let admin = gh.addrs["admin"];
+    let _stalled = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert.cert).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let health = https
+        .get(format!("https://{admin}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let key = gh.create_key("ops-bot", &["ops"]);
+    let keys = https
+        .get(format!("https://{admin}/v1/keys"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.status(), 200, "{}", keys.text().await.unwrap());
+    let console = https
+        .get(format!("https://{admin}/console/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(console.status(), 200);
+
+    let plain = reqwest::get(format!("http://{admin}/healthz")).await;
+    assert!(
+        plain.map(|r| !r.status().is_success()).unwrap_or(true),
+        "plain HTTP reached a TLS admin listener"
+    );
+}
