@@ -9,6 +9,7 @@ mod oauth;
 mod policy_cmd;
 mod sessions_cmd;
 mod table;
+mod terminal;
 mod token_cache;
 
 use std::path::PathBuf;

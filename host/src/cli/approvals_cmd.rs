@@ -44,7 +44,7 @@ pub enum ApprovalsCommand {
 
 pub async fn run(remote: RemoteArgs, command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
     let (gateway, token) = remote.connect().await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = super::terminal::TerminalSafe::new(std::io::stdout().lock());
     match command {
         ApprovalsCommand::List { status, limit } => {
             let mut q = form_urlencoded::Serializer::new(String::new());

@@ -46,7 +46,7 @@ pub enum ExportFormat {
 
 pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
     let store = AuditStore::connect(&config.audit.database).await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = super::terminal::TerminalSafe::new(std::io::stdout().lock());
     match command {
         AuditCommand::Sessions {
             principal,

@@ -89,8 +89,11 @@ impl Gateway {
         if !matches!(parsed.scheme(), "http" | "https") {
             bail!("--gateway {url:?}: use an http:// or https:// URL");
         }
+        // No limit on the whole exchange (an export streams as long as the
+        // session is big); a gateway that stops answering still ends it.
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
             .build()
             .context("cannot build an HTTP client")?;
         Ok(Gateway { base, http })

@@ -87,7 +87,7 @@ impl Filters {
 
 pub async fn run(remote: RemoteArgs, command: SessionsCommand) -> anyhow::Result<ExitCode> {
     let (gateway, token) = remote.connect().await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = super::terminal::TerminalSafe::new(std::io::stdout().lock());
     match command {
         SessionsCommand::List {
             filters,
