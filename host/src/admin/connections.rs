@@ -35,15 +35,21 @@ impl ConnectionInfo {
     }
 }
 
-/// `scheme://host[:port]` of an upstream URL: no user, password, path or query.
+/// `scheme://host[:port]` of an upstream URL: no user, password, path or
+/// query, whatever characters a password holds. A URL that does not parse
+/// shows as nothing rather than as text that might hold a secret.
 pub fn upstream_origin(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if scheme.is_empty() {
-        host.to_string()
-    } else {
-        format!("{scheme}://{host}")
+    let Ok(u) = url::Url::parse(url) else {
+        return "(unparsable upstream URL)".into();
+    };
+    let host = match u.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        Some(h) => h.to_string(),
+        None => String::new(),
+    };
+    match u.port() {
+        Some(port) => format!("{}://{host}:{port}", u.scheme()),
+        None => format!("{}://{host}", u.scheme()),
     }
 }
 
@@ -75,6 +81,16 @@ mod tests {
             "https://api.example.com"
         );
         assert_eq!(upstream_origin("http://[::1]:9000"), "http://[::1]:9000");
-        assert_eq!(upstream_origin("host:1"), "host:1");
+        // Passwords with characters that end an authority elsewhere.
+        assert_eq!(
+            upstream_origin("postgres://app:pa%2Fss/w?rd@db:5432/x"),
+            "(unparsable upstream URL)"
+        );
+        let o = upstream_origin("postgres://app:p%40ss%23w@db.internal:5432/shop");
+        assert_eq!(o, "postgres://db.internal:5432");
+        assert_eq!(
+            upstream_origin("no url at all"),
+            "(unparsable upstream URL)"
+        );
     }
 }
