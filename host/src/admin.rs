@@ -296,6 +296,20 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> AdminResponse {
     json_reply(status, json!({"error": {"code": code, "message": message}}))
 }
 
+/// A 503 for a store failure: the cause (which may name tables, hosts or
+/// values) goes to the log under a reference the caller is given.
+pub fn store_unavailable(code: &str, what: &str, cause: &dyn std::fmt::Display) -> AdminResponse {
+    let reference = uuid::Uuid::now_v7();
+    tracing::error!(%reference, error = %cause, "{what} failed: store error");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        &format!(
+            "{what} failed: the store is unavailable (reference {reference} in the Gatehouse log)"
+        ),
+    )
+}
+
 pub fn json_reply(status: StatusCode, body: serde_json::Value) -> AdminResponse {
     reply(status, "application/json", body.to_string())
 }

@@ -266,6 +266,7 @@ pub struct Approvals {
     audit: AuditSink,
     replica: Arc<str>,
     min_approvals: u32,
+    max_grant_secs: u32,
     poll: Duration,
     /// Waiters held by this process, woken when their approval may have changed.
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
@@ -299,6 +300,7 @@ impl Approvals {
             audit,
             replica,
             min_approvals: config.min_approvals,
+            max_grant_secs: config.max_grant_secs,
             poll: Duration::from_millis(config.poll_interval_ms),
             waiters: Mutex::new(HashMap::new()),
             metrics,
@@ -323,10 +325,20 @@ impl Approvals {
     /// caller, connection, policy and key lets it through at once.
     pub async fn submit(
         self: &Arc<Self>,
-        info: ApprovalInfo,
+        mut info: ApprovalInfo,
         requester: &Principal,
         session: &SessionMeta,
     ) -> Submitted {
+        if let ApprovalScope::Grant { duration_secs, .. } = &mut info.scope
+            && *duration_secs > self.max_grant_secs
+        {
+            tracing::info!(
+                asked = *duration_secs,
+                max = self.max_grant_secs,
+                "grant shortened to approvals.max_grant_secs"
+            );
+            *duration_secs = self.max_grant_secs;
+        }
         if let ApprovalScope::Grant { key, .. } = &info.scope {
             let principal = store::principal_key(&requester.record());
             match self
@@ -383,17 +395,19 @@ impl Approvals {
             owner: self.replica.to_string(),
             decisions: vec![],
         };
-        // Registered before the insert, so no decision can come too early.
+        // Registered before the insert, so no decision can come too early;
+        // taken out again if this future is dropped before a ticket exists.
         let notify = Arc::new(Notify::new());
-        self.hold(&id, notify.clone());
+        let registration = Registration::new(self, &id, notify.clone());
         if let Err(e) = self.store.insert(&record).await {
-            self.release(&id);
+            drop(registration);
             tracing::error!(approval = %id, error = %e, "approval could not be recorded; refusing the request");
             return Submitted::Settled(abandoned(
                 id,
                 &format!("the approval could not be recorded: {e}"),
             ));
         }
+        registration.keep();
         tracing::info!(approval = %id, policy = %record.info.policy, reason = %record.info.reason, "waiting for approval");
         self.notify_webhook(webhook::Kind::Created, &record);
         Submitted::Waiting(Ticket {
@@ -406,12 +420,14 @@ impl Approvals {
         })
     }
 
+    /// Up to `limit` records `visible` keeps, newest first.
     pub async fn list(
         &self,
         status: Option<ApprovalStatus>,
         limit: i64,
+        visible: impl Fn(&ApprovalRecord) -> bool,
     ) -> Result<Vec<ApprovalRecord>, ApprovalError> {
-        Ok(self.store.list(status, limit).await?)
+        Ok(self.store.list(status, limit, visible).await?)
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<ApprovalRecord>, ApprovalError> {
@@ -445,11 +461,6 @@ impl Approvals {
         }
         let reason = rules::reason(approve, reason)?;
         let now = crate::audit::record::now_ms();
-        // Its holder times it out at this moment; a late approval would
-        // only leave a grant behind for a request that never ran.
-        if now >= record.expires_at_ms {
-            return Err(ApprovalError::Expired(id.to_string()));
-        }
         let vote = Vote {
             approver: approver.record(),
             decision: if approve {
@@ -471,7 +482,8 @@ impl Approvals {
             .get(id)
             .await?
             .ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
-        if after.status != ApprovalStatus::Waiting {
+        // Only the vote that settled it announces it.
+        if status != ApprovalStatus::Waiting {
             self.notify_webhook(webhook::Kind::Decided, &after);
         }
         Ok(after)
@@ -494,6 +506,25 @@ impl Approvals {
         let mut w = self.lock();
         w.remove(id);
         self.metrics.set_approvals_waiting(w.len());
+    }
+
+    /// Waits past their deadline by more than [`release::EXPIRY_GRACE`]:
+    /// the replica holding them could not record the timeout (a store
+    /// outage) or dropped the request while recording it. They time out
+    /// now, so nothing stays waiting forever.
+    async fn sweep_expired(&self) -> Result<(), ApprovalError> {
+        let now = crate::audit::record::now_ms();
+        let ids = self
+            .store
+            .expired(now - release::EXPIRY_GRACE.as_millis() as i64)
+            .await?;
+        self.end_all(
+            ids,
+            ApprovalStatus::TimedOut,
+            "timed out; recorded by a sweep after the holder could not",
+        )
+        .await;
+        Ok(())
     }
 
     fn waiting_ids(&self) -> Vec<String> {
@@ -524,8 +555,12 @@ impl Approvals {
         }
         let orphans = self.store.orphans(mine, stale_before).await?;
         self.store.register_replica(&self.replica, now).await?;
-        self.abandon_all(orphans, "the Gatehouse replica holding it stopped")
-            .await;
+        self.end_all(
+            orphans,
+            ApprovalStatus::Abandoned,
+            "the Gatehouse replica holding it stopped",
+        )
+        .await;
         Ok(())
     }
 
@@ -540,31 +575,35 @@ impl Approvals {
             .into_iter()
             .filter(|id| !self.lock().contains_key(id))
             .collect();
-        self.abandon_all(orphans, "the Gatehouse replica holding it stopped")
-            .await;
+        self.end_all(
+            orphans,
+            ApprovalStatus::Abandoned,
+            "the Gatehouse replica holding it stopped",
+        )
+        .await;
         Ok(())
     }
 
-    async fn abandon_all(&self, ids: Vec<String>, reason: &str) {
+    /// Ends waits nobody decided (abandoned, timed out by a sweep); a local
+    /// waiter, if any, wakes and finds the final status.
+    async fn end_all(&self, ids: Vec<String>, status: ApprovalStatus, reason: &str) {
         for id in ids {
             match self
                 .store
-                .finish(
-                    &id,
-                    ApprovalStatus::Abandoned,
-                    Some(reason),
-                    crate::audit::record::now_ms(),
-                )
+                .finish(&id, status, Some(reason), crate::audit::record::now_ms())
                 .await
             {
                 Ok(true) => {
-                    tracing::warn!(approval = %id, reason, "waiting approval abandoned");
+                    tracing::warn!(approval = %id, status = status.as_str(), reason, "waiting approval ended");
+                    self.wake(&id);
                     if let Ok(Some(r)) = self.store.get(&id).await {
                         self.notify_webhook(webhook::Kind::Decided, &r);
                     }
                 }
                 Ok(false) => {}
-                Err(e) => tracing::warn!(approval = %id, error = %e, "could not abandon approval"),
+                Err(e) => {
+                    tracing::warn!(approval = %id, error = %e, "could not end the approval's wait")
+                }
             }
         }
     }
@@ -573,7 +612,12 @@ impl Approvals {
     /// more, and the replica is marked stopped. Webhooks get a moment to go out.
     pub async fn stop(&self) {
         let left = self.waiting_ids();
-        self.abandon_all(left, "Gatehouse is shutting down").await;
+        self.end_all(
+            left,
+            ApprovalStatus::Abandoned,
+            "Gatehouse is shutting down",
+        )
+        .await;
         if let Err(e) = self
             .store
             .stop_replica(&self.replica, crate::audit::record::now_ms())
@@ -745,3 +789,34 @@ impl Drop for Ticket {
 
 #[cfg(test)]
 mod tests;
+
+/// A waiter registered for an approval being submitted: released on drop
+/// unless [`Registration::keep`] hands it to a ticket.
+struct Registration<'a> {
+    approvals: &'a Approvals,
+    id: &'a str,
+    kept: bool,
+}
+
+impl<'a> Registration<'a> {
+    fn new(approvals: &'a Approvals, id: &'a str, notify: Arc<Notify>) -> Self {
+        approvals.hold(id, notify);
+        Self {
+            approvals,
+            id,
+            kept: false,
+        }
+    }
+
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.approvals.release(self.id);
+        }
+    }
+}

@@ -319,6 +319,10 @@ pub struct ApprovalsConfig {
     /// elsewhere, besides LISTEN/NOTIFY (the fallback if a notification is lost).
     #[serde(default = "default_approval_poll")]
     pub poll_interval_ms: u64,
+    /// The longest grant an approval leaves behind, whatever a policy asks
+    /// for: longer grants are shortened to this. Default 8 hours.
+    #[serde(default = "default_max_grant_secs")]
+    pub max_grant_secs: u32,
     pub webhook: Option<WebhookConfig>,
 }
 
@@ -328,6 +332,7 @@ impl Default for ApprovalsConfig {
             min_approvals: default_min_approvals(),
             replica_id: None,
             poll_interval_ms: default_approval_poll(),
+            max_grant_secs: default_max_grant_secs(),
             webhook: None,
         }
     }
@@ -341,6 +346,11 @@ fn default_min_approvals() -> u32 {
 fn default_approval_poll() -> u64 {
     500
 }
+fn default_max_grant_secs() -> u32 {
+    8 * 3600
+}
+/// A week: grants are for a task, not standing access.
+pub const MAX_GRANT_SECS: u32 = 7 * 24 * 3600;
 
 /// Where new and decided approvals are posted.
 #[derive(Debug, Clone, Deserialize)]
@@ -935,6 +945,15 @@ impl Config {
                 format!(
                     "must be between 1 and {MAX_MIN_APPROVALS} (the number of distinct approvers a held request needs), got {}",
                     a.min_approvals
+                ),
+            ));
+        }
+        if !(1..=MAX_GRANT_SECS).contains(&a.max_grant_secs) {
+            return Err((
+                "approvals.max_grant_secs".into(),
+                format!(
+                    "must be between 1 and {MAX_GRANT_SECS} seconds (the longest grant an approval leaves), got {}",
+                    a.max_grant_secs
                 ),
             ));
         }

@@ -72,8 +72,14 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
         }
     };
     let masks = Arc::new(MaskCompiler::new(hash_key));
+    // Its own connections on PostgreSQL: a replica whose heartbeat queued
+    // behind long audit searches would look dead to the others.
+    let approvals_pool = store
+        .dedicated_pool(&config.audit.database, 3)
+        .await
+        .context("cannot open the approvals' connections to the store")?;
     let approvals = Approvals::start(
-        ApprovalStore::new(store.pool().clone(), &config.audit.database),
+        ApprovalStore::new(approvals_pool, &config.audit.database),
         audit.clone(),
         &config.approvals,
         metrics.clone(),

@@ -318,28 +318,7 @@ impl Gatehouse {
 
     /// Creates an API key and returns it.
     pub fn create_key(&self, name: &str, groups: &[&str]) -> String {
-        let groups = groups.join(",");
-        let mut args = vec![
-            "keys",
-            "create",
-            "--name",
-            name,
-            "--owner",
-            "alice@example.com",
-        ];
-        if !groups.is_empty() {
-            args.extend(["--groups", groups.as_str()]);
-        }
-        let out = self.cli(&args);
-        assert!(
-            out.status.success(),
-            "keys create failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .expect("utf8")
-            .trim()
-            .to_string()
+        self.create_key_owned(name, "alice@example.com", "agent", groups)
     }
 
     /// Creates a key for a person (`kind = human`, acting for nobody; owned
@@ -352,9 +331,15 @@ impl Gatehouse {
         } else {
             format!("{name}@example.com")
         };
+        self.create_key_owned(name, &owner, "human", groups)
+    }
+
+    /// Creates a key of `kind` (`agent`, `human`, `service`) named `name`
+    /// and owned by `owner`, and returns it.
+    pub fn create_key_owned(&self, name: &str, owner: &str, kind: &str, groups: &[&str]) -> String {
         let groups = groups.join(",");
         let mut args = vec![
-            "keys", "create", "--name", name, "--owner", &owner, "--kind", "human",
+            "keys", "create", "--name", name, "--owner", owner, "--kind", kind,
         ];
         if !groups.is_empty() {
             args.extend(["--groups", groups.as_str()]);

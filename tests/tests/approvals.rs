@@ -190,8 +190,19 @@ async fn an_http_request_is_held_until_another_identity_approves() {
         &k.bot,
         r#"{"deploy": "web"}"#,
     );
-    let a = waiting(&gh, &k.dave, 1).await.remove(0);
+    let a = waiting(&gh, &k.olga, 1).await.remove(0);
     let id = approval_id(&a);
+    // Who sees it: approvers and the requester; not a developer who can
+    // neither decide it nor asked for it (its body may hold anything).
+    assert!(list(&gh, &k.dave, "").await.is_empty());
+    let hidden = gatehouse_tests::http_client()
+        .get(gh.admin_url(&format!("/v1/approvals/{id}")))
+        .bearer_auth(&k.dave)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 404);
+    assert_eq!(list(&gh, &k.bot, "").await.len(), 1);
     assert_eq!(a["status"], "waiting");
     assert_eq!(a["protocol"], "http");
     assert_eq!(a["connection"], "api");
@@ -227,6 +238,11 @@ async fn an_http_request_is_held_until_another_identity_approves() {
     let (status, body) = decide(&gh, &k.alice, &id, "approve", None).await;
     assert_eq!(status, 403);
     assert_eq!(body["error"]["code"], "own_request");
+    // Nor through another key of hers whose name is not her address.
+    let laptop = gh.create_key_owned("laptop-7", "Alice@Example.com", "human", &["ops"]);
+    let (status, body) = decide(&gh, &laptop, &id, "approve", None).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "own_request");
     let (status, body) = decide(&gh, &k.dave, &id, "approve", None).await;
     assert_eq!(status, 403);
     assert_eq!(body["error"]["code"], "not_approver");
@@ -251,13 +267,14 @@ async fn an_http_request_is_held_until_another_identity_approves() {
     let (status, body) = decide(&gh, &k.oscar, &id, "deny", Some("late")).await;
     assert_eq!(status, 409);
     assert_eq!(body["error"]["code"], "already_decided");
-    let a = get(&gh, &k.dave, &id).await;
+    let a = get(&gh, &k.olga, &id).await;
     assert_eq!(a["status"], "approved");
     assert_eq!(a["decisions"][0]["approver"]["subject"], "olga");
     assert_eq!(a["decisions"][0]["decision"], "approve");
     assert_eq!(a["decisions"][0]["reason"], "go");
-    assert!(list(&gh, &k.dave, "").await.is_empty());
-    assert_eq!(list(&gh, &k.dave, "?status=approved").await.len(), 1);
+    assert!(list(&gh, &k.olga, "").await.is_empty());
+    assert_eq!(list(&gh, &k.olga, "?status=approved").await.len(), 1);
+    assert!(list(&gh, &k.dave, "?status=all").await.is_empty());
 
     // Audited: the settlement in the requester's session, and the exchange
     // it let through.

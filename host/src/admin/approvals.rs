@@ -1,5 +1,7 @@
 //! `/v1/approvals`: requests held for a person, on any replica sharing the
-//! store. Any authenticated caller may list them and see one; deciding
+//! store. A caller sees the approvals it may decide (one of their approver
+//! groups), its own requests, and, in `admin.admin_groups` or
+//! `admin.auditor_groups`, all of them; others are not found. Deciding
 //! follows the rules in [`crate::approval::rules`] (approver groups, never
 //! one's own request, distinct approvers, a reason to deny, final).
 //!
@@ -20,7 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{AdminResponse, AdminState, error, json_reply};
-use crate::approval::{ApprovalError, ApprovalStatus};
+use crate::approval::{ApprovalError, ApprovalRecord, ApprovalStatus, rules};
 use crate::identity::Principal;
 
 const DEFAULT_LIMIT: i64 = 100;
@@ -42,20 +44,27 @@ pub async fn handle(
         .trim_start_matches("/v1/approvals")
         .trim_start_matches('/');
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    let readers: Vec<String> = state
+        .admin_groups
+        .iter()
+        .chain(state.auditor_groups.iter())
+        .cloned()
+        .collect();
     match (req.method().clone(), parts.as_slice()) {
         (Method::GET, []) => {
             let (status, limit) = match list_query(req.uri().query().unwrap_or("")) {
                 Ok(q) => q,
                 Err(m) => return error(StatusCode::BAD_REQUEST, "bad_request", &m),
             };
-            match state.approvals.list(status, limit).await {
+            let visible = |r: &ApprovalRecord| may_see(&readers, caller, r);
+            match state.approvals.list(status, limit, visible).await {
                 Ok(list) => json_reply(StatusCode::OK, json!({"approvals": list})),
                 Err(e) => refused(e),
             }
         }
         (Method::GET, [id]) => match state.approvals.get(id).await {
-            Ok(Some(a)) => json_reply(StatusCode::OK, json!(a)),
-            Ok(None) => refused(ApprovalError::NotFound(id.to_string())),
+            Ok(Some(a)) if may_see(&readers, caller, &a) => json_reply(StatusCode::OK, json!(a)),
+            Ok(_) => refused(ApprovalError::NotFound(id.to_string())),
             Err(e) => refused(e),
         },
         (Method::POST, [id, action @ ("approve" | "deny")]) => {
@@ -95,7 +104,14 @@ pub async fn handle(
     }
 }
 
+fn may_see(readers: &[String], caller: &Principal, r: &ApprovalRecord) -> bool {
+    rules::may_see(caller, &r.info.requester, &r.info.approver_groups, readers)
+}
+
 fn refused(e: ApprovalError) -> AdminResponse {
+    if let ApprovalError::Store(_) | ApprovalError::Setup(_) = &e {
+        return super::store_unavailable("store_unavailable", "the approval request", &e);
+    }
     let (status, code) = match &e {
         ApprovalError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         ApprovalError::NotApprover(..) => (StatusCode::FORBIDDEN, "not_approver"),

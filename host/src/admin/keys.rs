@@ -36,7 +36,7 @@ pub async fn handle(
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/v1/keys") => match state.keys.list().await {
             Ok(keys) => json_reply(StatusCode::OK, json!({"keys": keys})),
-            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store", &e.to_string()),
+            Err(e) => super::store_unavailable("store", "listing keys", &e),
         },
         (Method::POST, "/v1/keys") => create(state, req, admin).await,
         (Method::DELETE, p) => {
@@ -51,7 +51,7 @@ pub async fn handle(
                     "not_found",
                     &format!("no active key {id}"),
                 ),
-                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store", &e.to_string()),
+                Err(e) => super::store_unavailable("store", "revoking the key", &e),
             }
         }
         _ => error(
@@ -106,6 +106,6 @@ async fn create(state: &AdminState, req: Request<Incoming>, admin: &Principal) -
             json_reply(StatusCode::CREATED, json!({"key": secret, "info": info}))
         }
         Err(KeyError::Invalid(m)) => error(StatusCode::BAD_REQUEST, "bad_request", &m),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store", &e.to_string()),
+        Err(e) => super::store_unavailable("store", "creating the key", &e),
     }
 }

@@ -282,8 +282,7 @@ fn wants_text(req: &Request<Incoming>) -> bool {
 }
 
 fn store_error(e: StoreError) -> AdminResponse {
-    tracing::warn!(error = %e, "audit read failed");
-    error(StatusCode::SERVICE_UNAVAILABLE, "store", &e.to_string())
+    super::store_unavailable("store", "reading the audit trail", &e)
 }
 
 /// A query parameter that is wrong: which, and what is wrong with it.

@@ -8,7 +8,8 @@
 //!   replica's waiters, in case a notification was lost (a reconnect).
 //! - A heartbeat marks this replica alive every [`HEARTBEAT`]; a wait whose
 //!   owner has not beaten for [`STALE_AFTER`] is abandoned by whichever
-//!   replica sweeps first.
+//!   replica sweeps first, and a wait [`EXPIRY_GRACE`] past its deadline
+//!   (its holder could not record the timeout) is timed out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,9 @@ use super::store::CHANNEL;
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Replicas' clocks must agree to well within this (NTP does).
 pub const STALE_AFTER: Duration = Duration::from_secs(10);
+/// How long past its deadline a wait may stay waiting before a sweep times
+/// it out (its holder normally does so at the deadline).
+pub const EXPIRY_GRACE: Duration = Duration::from_secs(5);
 
 /// Starts the release tasks; each ends at shutdown.
 pub fn spawn(approvals: Arc<Approvals>) {
@@ -50,6 +54,9 @@ async fn heartbeat(a: Arc<Approvals>) {
             && let Err(e) = a.sweep().await
         {
             tracing::warn!(error = %e, "sweeping orphaned approvals failed");
+        }
+        if let Err(e) = a.sweep_expired().await {
+            tracing::warn!(error = %e, "sweeping expired approvals failed");
         }
     }
 }

@@ -115,21 +115,43 @@ impl ApprovalStore {
         Ok(Some(r))
     }
 
-    /// Newest first; all statuses when `status` is `None`.
+    /// Up to `limit` records that `visible` keeps, newest first; all
+    /// statuses when `status` is `None`. Reads in pages, so records the
+    /// caller may not see never crowd out older ones they may.
     pub async fn list(
         &self,
         status: Option<ApprovalStatus>,
         limit: i64,
+        visible: impl Fn(&ApprovalRecord) -> bool,
     ) -> Result<Vec<ApprovalRecord>, sqlx::Error> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM approvals WHERE ($1 = '' OR status = $1)
-             ORDER BY created_at_ms DESC, id DESC LIMIT $2"
-        ))
-        .bind(status.map(ApprovalStatus::as_str).unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut records = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+        const PAGE: i64 = 200;
+        let mut records = Vec::new();
+        // Keyset cursor: (created_at_ms, id) of the last row read.
+        let mut before: (i64, String) = (i64::MAX, String::new());
+        loop {
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM approvals WHERE ($1 = '' OR status = $1)
+                 AND (created_at_ms < $2 OR (created_at_ms = $2 AND ($3 = '' OR id < $3)))
+                 ORDER BY created_at_ms DESC, id DESC LIMIT $4"
+            ))
+            .bind(status.map(ApprovalStatus::as_str).unwrap_or(""))
+            .bind(before.0)
+            .bind(&before.1)
+            .bind(PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            let exhausted = (rows.len() as i64) < PAGE;
+            for row in &rows {
+                let r = from_row(row)?;
+                before = (r.info.created_at_ms, r.info.id.clone());
+                if visible(&r) && (records.len() as i64) < limit {
+                    records.push(r);
+                }
+            }
+            if exhausted || records.len() as i64 >= limit {
+                break;
+            }
+        }
         let ids: Vec<String> = records.iter().map(|r| r.info.id.clone()).collect();
         let mut votes = self.votes_of(&ids).await?;
         for r in &mut records {
@@ -172,7 +194,9 @@ impl ApprovalStore {
     }
 
     /// Records one vote and whatever status the votes now add up to. The
-    /// approval's row is locked first; a grant is written with the approval
+    /// approval's row is locked first, and only while it still waits and
+    /// its deadline (checked against the vote's time, in the same
+    /// transaction) has not passed; a grant is written with the approval
     /// that makes it.
     pub async fn decide(
         &self,
@@ -183,9 +207,11 @@ impl ApprovalStore {
         let id = &r.info.id;
         let mut tx = self.pool.begin().await?;
         let locked = sqlx::query(
-            "UPDATE approvals SET status = status WHERE id = $1 AND status = 'waiting'",
+            "UPDATE approvals SET status = status
+             WHERE id = $1 AND status = 'waiting' AND expires_at_ms > $2",
         )
         .bind(id)
+        .bind(vote.at_ms)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -193,6 +219,9 @@ impl ApprovalStore {
             tx.rollback().await?;
             let status = self.status(id).await?;
             return Err(match status {
+                // Its holder times it out at the deadline; a late approval
+                // would only leave a grant for a request that never ran.
+                Some(ApprovalStatus::Waiting) => ApprovalError::Expired(id.clone()),
                 Some(status) => ApprovalError::AlreadyDecided {
                     id: id.clone(),
                     status,
@@ -424,6 +453,17 @@ impl ApprovalStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Waiting approvals whose deadline passed before `before`.
+    pub async fn expired(&self, before: i64) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT id FROM approvals WHERE status = 'waiting' AND expires_at_ms < $1
+             ORDER BY created_at_ms LIMIT 1000",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// Waiting approvals no live replica owns: the owner's last heartbeat

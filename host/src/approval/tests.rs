@@ -80,6 +80,7 @@ fn person(subject: &str, groups: &[&str], acting_for: Option<&str>) -> Principal
         kind: PrincipalKind::Human,
         groups: groups.iter().map(|g| g.to_string()).collect(),
         acting_for: acting_for.map(str::to_string),
+        person: None,
         allowed_connections: vec![],
     }
 }
@@ -231,7 +232,7 @@ async fn silence_times_out_as_a_denial() {
     assert_eq!(r.status, ApprovalStatus::TimedOut);
     assert!(
         f.approvals
-            .list(Some(ApprovalStatus::Waiting), 10)
+            .list(Some(ApprovalStatus::Waiting), 10, |_| true)
             .await
             .unwrap()
             .is_empty()
@@ -389,4 +390,103 @@ async fn a_decision_made_elsewhere_is_found_by_polling() {
         .expect("the poller did not release the waiter")
         .unwrap();
     assert_eq!(s.status, ApprovalStatus::Approved);
+}
+
+#[tokio::test]
+async fn a_wait_nobody_ends_is_timed_out_by_the_sweep() {
+    let f = fixture(1).await;
+    let bot = person("bot", &[], None);
+    // A request whose holder went away without recording its timeout: the
+    // row is written as if its deadline passed long ago.
+    let mut late = info(&bot, 1, ApprovalScope::Once);
+    late.created_at_ms -= 60_000;
+    let id = late.id.clone();
+    let ticket = match f.approvals.submit(late, &bot, &session()).await {
+        Submitted::Waiting(t) => t,
+        Submitted::Settled(s) => panic!("not held: {s:?}"),
+    };
+    // Forget the ticket without letting it settle (as a crashed task would).
+    std::mem::forget(ticket);
+    f.approvals.sweep_expired().await.unwrap();
+    let r = f.approvals.get(&id).await.unwrap().unwrap();
+    assert_eq!(r.status, ApprovalStatus::TimedOut);
+    assert!(r.status_reason.unwrap().contains("sweep"));
+    // Deciding it now is refused as decided, not recorded.
+    assert!(matches!(
+        f.approvals
+            .decide(&id, &person("dora", &["dba"], None), true, None)
+            .await,
+        Err(ApprovalError::AlreadyDecided { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_decision_after_the_deadline_is_refused_in_its_transaction() {
+    let f = fixture(1).await;
+    let bot = person("bot", &[], None);
+    let mut late = info(&bot, 1, ApprovalScope::Once);
+    late.created_at_ms -= 60_000;
+    let id = late.id.clone();
+    let ticket = match f.approvals.submit(late, &bot, &session()).await {
+        Submitted::Waiting(t) => t,
+        Submitted::Settled(s) => panic!("not held: {s:?}"),
+    };
+    assert_eq!(
+        f.approvals
+            .decide(&id, &person("dora", &["dba"], None), true, None)
+            .await
+            .unwrap_err(),
+        ApprovalError::Expired(id.clone())
+    );
+    assert!(
+        f.approvals
+            .get(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .decisions
+            .is_empty()
+    );
+    drop(ticket);
+}
+
+#[tokio::test]
+async fn a_submit_dropped_midway_leaves_no_waiter_behind() {
+    let f = fixture(1).await;
+    let bot = person("bot", &[], None);
+    // Polled once, the submit registers its waiter and starts the insert;
+    // dropping it there must take the waiter out again.
+    let meta = session();
+    let mut submit = Box::pin(
+        f.approvals
+            .submit(info(&bot, 30, ApprovalScope::Once), &bot, &meta),
+    );
+    let polled = tokio::time::timeout(Duration::ZERO, submit.as_mut()).await;
+    assert!(polled.is_err(), "the insert finished on the first poll");
+    drop(submit);
+    assert!(f.approvals.waiting_ids().is_empty());
+}
+
+#[tokio::test]
+async fn grants_are_capped_at_the_configured_maximum() {
+    let f = fixture(1).await;
+    let bot = person("bot", &[], None);
+    let ticket = held(
+        &f,
+        &bot,
+        30,
+        ApprovalScope::Grant {
+            key: "k".into(),
+            duration_secs: u32::MAX,
+        },
+    )
+    .await;
+    let r = f.approvals.get(&ticket.id).await.unwrap().unwrap();
+    assert_eq!(
+        r.info.scope,
+        ApprovalScope::Grant {
+            key: "k".into(),
+            duration_secs: ApprovalsConfig::default().max_grant_secs
+        }
+    );
 }

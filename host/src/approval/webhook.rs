@@ -201,7 +201,9 @@ pub fn payload(
     let link = console_url.map(|c| format!("{}/console/#/approvals/{id}", c.trim_end_matches('/')));
     match format {
         WebhookFormat::Json => {
-            let mut v = json!({"event": kind.event(), "approval": record});
+            let mut approval = json!(record);
+            approval["request"] = outward_request(&record.info.request);
+            let mut v = json!({"event": kind.event(), "approval": approval});
             if let Some(link) = &link {
                 v["links"] = json!({
                     "approval": link,
@@ -281,7 +283,49 @@ fn slack(kind: Kind, r: &ApprovalRecord, link: Option<&str>) -> Value {
         };
         blocks.push(json!({"type": "actions", "elements": buttons}));
     }
-    json!({"text": head, "blocks": blocks})
+    json!({"text": escape(&head), "blocks": blocks})
+}
+
+/// The fields of a held request that may leave Gatehouse in a notification:
+/// what identifies it (a statement, a request line, a tool or resource
+/// name). Everything else (statement parameters, bodies, arguments, objects)
+/// can hold anything and stays on the admin API and console, where only
+/// approvers, the requester and auditors read it; the message lists what it
+/// left out.
+const OUTWARD_FIELDS: &[&str] = &[
+    "database",
+    "sql",
+    "method",
+    "target",
+    "content_type",
+    "summary",
+    "provider",
+    "operation",
+    "model",
+    "tool",
+    "verb",
+    "resource",
+    "namespace",
+    "name",
+];
+
+fn outward_request(request: &Value) -> Value {
+    let Some(fields) = request.as_object() else {
+        return json!({"omitted": ["request"]});
+    };
+    let mut out = serde_json::Map::new();
+    let mut omitted = Vec::new();
+    for (k, v) in fields {
+        if OUTWARD_FIELDS.contains(&k.as_str()) {
+            out.insert(k.clone(), v.clone());
+        } else {
+            omitted.push(Value::String(k.clone()));
+        }
+    }
+    if !omitted.is_empty() {
+        out.insert("omitted".into(), Value::Array(omitted));
+    }
+    Value::Object(out)
 }
 
 /// The request in one line: a statement, or an HTTP request line.
@@ -293,7 +337,7 @@ fn quote(request: &Value) -> String {
     ) {
         (Some(sql), _, _) => sql.to_string(),
         (None, Some(m), Some(t)) => format!("{m} {t}"),
-        _ => request.to_string(),
+        _ => outward_request(request).to_string(),
     };
     let mut q: String = s.chars().take(QUOTE_CHARS).collect();
     if q.len() < s.len() {
@@ -323,6 +367,7 @@ mod tests {
             kind: "agent".into(),
             groups: vec![],
             acting_for: None,
+            person: None,
         };
         ApprovalRecord {
             info: ApprovalInfo {
@@ -332,7 +377,7 @@ mod tests {
                 session_id: "s".into(),
                 request_id: "r".into(),
                 requester: who("bot"),
-                request: json!({"sql": "DELETE FROM t WHERE a < 1"}),
+                request: json!({"sql": "DELETE FROM t WHERE a < 1", "parameters": ["4111 1111 1111 1111"]}),
                 policy: "sql-guard".into(),
                 reason: "deletes need a DBA".into(),
                 approver_groups: vec!["dba".into()],
@@ -379,6 +424,9 @@ mod tests {
         assert_eq!(v["event"], "approval.created");
         assert_eq!(v["approval"]["id"], "0190-ab");
         assert_eq!(v["approval"]["request"]["sql"], "DELETE FROM t WHERE a < 1");
+        // Parameters (and bodies) stay home; the message says they exist.
+        assert!(!v.to_string().contains("4111"), "{v}");
+        assert_eq!(v["approval"]["request"]["omitted"], json!(["parameters"]));
         assert_eq!(
             v["links"]["approve"],
             "https://console.example.com/console/#/approvals/0190-ab?action=approve"

@@ -10,6 +10,10 @@ pub struct PrincipalRecord {
     pub groups: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acting_for: Option<String>,
+    /// The person accountable for the credential (see
+    /// [`crate::identity::Principal::person`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<String>,
 }
 
 /// A session as first seen.

@@ -109,53 +109,21 @@ impl AuditStore {
     /// Connects and applies migrations. SQLite files are created when missing
     /// and run in WAL mode.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        let url_with_mode = if sqlite && !url.contains('?') && !url.contains(":memory:") {
-            format!("{url}?mode=rwc")
-        } else {
-            url.to_string()
-        };
-        let redacted = redact_url(url);
-        let options =
-            AnyConnectOptions::from_str(&url_with_mode).map_err(|source| StoreError::Connect {
-                url: redacted.clone(),
-                source,
-            })?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(5))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        // Only a new, empty database takes it (before WAL is
-                        // on): events arrive in batches of many rows, and
-                        // larger pages mean fewer WAL frames to write.
-                        sqlx::query("PRAGMA page_size=16384")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA journal_mode=WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout=5000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA synchronous=NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Connect {
-                url: redacted,
-                source,
-            })?;
+        let pool = open_pool(url, if sqlite { 4 } else { 8 }).await?;
         let store = Self { pool, sqlite };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// A small pool of its own for work that must not queue behind audit
+    /// writes and searches (the approvals' heartbeat and decisions), on
+    /// PostgreSQL; SQLite serves one process and shares its pool.
+    pub async fn dedicated_pool(&self, url: &str, max: u32) -> Result<AnyPool, StoreError> {
+        if self.sqlite {
+            return Ok(self.pool.clone());
+        }
+        open_pool(url, max).await
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -606,4 +574,52 @@ fn session_tallies(events: &[ChainedEvent]) -> Vec<SessionTally<'_>> {
         }
     }
     tallies
+}
+
+/// A pool on `url`; SQLite files are created when missing and run in WAL mode.
+async fn open_pool(url: &str, max_connections: u32) -> Result<AnyPool, StoreError> {
+    sqlx::any::install_default_drivers();
+    let sqlite = url.starts_with("sqlite:");
+    let url_with_mode = if sqlite && !url.contains('?') && !url.contains(":memory:") {
+        format!("{url}?mode=rwc")
+    } else {
+        url.to_string()
+    };
+    let redacted = redact_url(url);
+    let options =
+        AnyConnectOptions::from_str(&url_with_mode).map_err(|source| StoreError::Connect {
+            url: redacted.clone(),
+            source,
+        })?;
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    // Only a new, empty database takes it (before WAL is
+                    // on): events arrive in batches of many rows, and
+                    // larger pages mean fewer WAL frames to write.
+                    sqlx::query("PRAGMA page_size=16384")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA journal_mode=WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout=5000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous=NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: redacted,
+            source,
+        })
 }

@@ -207,6 +207,7 @@ impl ApiKeys {
             kind,
             groups: info.groups.clone(),
             acting_for: (kind == PrincipalKind::Agent).then(|| info.owner.clone()),
+            person: Some(info.owner.clone()),
             allowed_connections: info.connections.clone(),
         })
     }

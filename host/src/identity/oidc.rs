@@ -252,12 +252,20 @@ impl OidcIssuer {
             }
             _ => (subject, None, PrincipalKind::Human),
         };
+        // The token's `email` is the person's only when the token is theirs
+        // (not an agent's) and the provider did not say it is unverified.
+        let person = (kind == PrincipalKind::Human)
+            .then(|| claims.get("email").and_then(Value::as_str))
+            .flatten()
+            .filter(|_| claims.get("email_verified").and_then(Value::as_bool) != Some(false))
+            .map(str::to_string);
         Principal {
             subject,
             issuer: c.issuer.clone(),
             kind,
             groups,
             acting_for,
+            person,
             allowed_connections: vec![],
         }
     }
@@ -481,6 +489,22 @@ mod tests {
             (p.subject.as_str(), p.acting_for.as_deref()),
             ("bot", Some("bob"))
         );
+    }
+
+    #[test]
+    fn a_person_is_known_by_a_verified_email_of_their_own_token() {
+        let i = issuer(None, "groups");
+        let p = i.principal(&json!({"sub": "00u1", "email": "alice@example.com"}));
+        assert_eq!(p.person.as_deref(), Some("alice@example.com"));
+        let p = i.principal(
+            &json!({"sub": "00u1", "email": "alice@example.com", "email_verified": false}),
+        );
+        assert_eq!(p.person, None);
+        // An agent's token: the email is not the agent's person.
+        let p = i.principal(
+            &json!({"sub": "alice", "act": {"sub": "ci"}, "email": "alice@example.com"}),
+        );
+        assert_eq!(p.person, None);
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub struct Principal {
     pub groups: Vec<String>,
     /// The human an agent acts for, when known.
     pub acting_for: Option<String>,
+    /// The person accountable for this credential, written the way key
+    /// owners are (an email address when known): a key's owner, whatever
+    /// the key's kind, or a person's verified `email` claim. Approval rules
+    /// compare it so nobody approves their own request through a second
+    /// credential.
+    pub person: Option<String>,
     /// Connections this credential may use; empty means any.
     #[serde(skip)]
     pub allowed_connections: Vec<String>,
@@ -52,6 +58,7 @@ impl Principal {
             kind: self.kind.as_str().to_string(),
             groups: self.groups.clone(),
             acting_for: self.acting_for.clone(),
+            person: self.person.clone(),
         }
     }
 
@@ -122,6 +129,7 @@ mod tests {
             kind: PrincipalKind::Agent,
             groups: groups.iter().map(|s| s.to_string()).collect(),
             acting_for: None,
+            person: None,
             allowed_connections: conns.iter().map(|s| s.to_string()).collect(),
         }
     }

@@ -3,7 +3,8 @@
 //! decide. Approved, it goes on to the upstream; denied, timed out or
 //! abandoned, it ends with the JSON error [`ProxyError`] maps. A client that
 //! disconnects drops the exchange and with it the ticket, which withdraws
-//! the request (its approval is recorded `abandoned`).
+//! the request (its approval is recorded `abandoned`). An approved request
+//! goes on only if the caller's credential is still good.
 
 use std::sync::Arc;
 
@@ -68,7 +69,11 @@ impl HttpProxy {
         ex.approval = Some((settled.id.clone(), settled.outcome.clone()));
         let id = settled.id;
         match (settled.status, settled.outcome) {
-            (ApprovalStatus::Approved, _) => Ok(()),
+            // The credential is checked again: it may have been revoked, or
+            // a token may have expired, while the request waited.
+            (ApprovalStatus::Approved, _) => {
+                self.authenticate(&held.parts.headers, ex).await.map(|_| ())
+            }
             (ApprovalStatus::Denied, ApprovalOutcome::Denied { by, reason }) => {
                 Err(ProxyError::ApprovalDenied {
                     id,
