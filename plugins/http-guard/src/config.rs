@@ -3,9 +3,8 @@
 
 use gatehouse_sdk::MaskRule;
 use gatehouse_sdk::settings::fields::{
-    array, check_keys, key_path, object, opt_string, opt_u32, string_list, u8_field,
+    array, check_keys, key_path, mask_method, object, opt_string, opt_u32, string_list,
 };
-use gatehouse_sdk::types::{MaskMethod, PartialKeep};
 use regex_lite::Regex;
 use serde_json::{Map, Value};
 
@@ -234,29 +233,4 @@ fn mask_rule(v: &Value, path: &str) -> Result<MaskRule, String> {
         _ => MaskRule::detector(value),
     };
     Ok(rule.with_method(mask_method(obj.get("method"), path)?))
-}
-
-fn mask_method(v: Option<&Value>, path: &str) -> Result<MaskMethod, String> {
-    let path = key_path(path, "method");
-    match v {
-        None | Some(Value::Null) => Ok(MaskMethod::Redact),
-        Some(Value::String(s)) if s == "redact" => Ok(MaskMethod::Redact),
-        Some(Value::String(s)) if s == "hash" => Ok(MaskMethod::Hash),
-        Some(Value::String(s)) => Err(format!(
-            "{path}: unknown method \"{s}\" (expected \"redact\", \"hash\" or {{\"partial\": {{\"prefix\": N, \"suffix\": N}}}})"
-        )),
-        Some(Value::Object(o)) => {
-            check_keys(&path, o, &["partial"])?;
-            let partial_path = key_path(&path, "partial");
-            let keep = o
-                .get("partial")
-                .and_then(Value::as_object)
-                .ok_or_else(|| format!("{partial_path}: expected an object"))?;
-            check_keys(&partial_path, keep, &["prefix", "suffix"])?;
-            let prefix = u8_field(keep, "prefix", &partial_path)?;
-            let suffix = u8_field(keep, "suffix", &partial_path)?;
-            Ok(MaskMethod::Partial(PartialKeep { prefix, suffix }))
-        }
-        Some(_) => Err(format!("{path}: expected a string or an object")),
-    }
 }

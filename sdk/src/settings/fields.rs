@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::types::{MaskMethod, PartialKeep};
+
 pub fn key_path(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_owned()
@@ -107,5 +109,32 @@ pub fn opt_bool(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<Opt
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(format!("{}: expected true or false", key_path(parent, key))),
+    }
+}
+
+/// A mask method written as `"redact"` (also when absent), `"hash"` or
+/// `{"partial": {"prefix": N, "suffix": N}}`; `path` is the method's parent.
+pub fn mask_method(v: Option<&Value>, path: &str) -> Result<MaskMethod, String> {
+    let path = key_path(path, "method");
+    match v {
+        None | Some(Value::Null) => Ok(MaskMethod::Redact),
+        Some(Value::String(s)) if s == "redact" => Ok(MaskMethod::Redact),
+        Some(Value::String(s)) if s == "hash" => Ok(MaskMethod::Hash),
+        Some(Value::String(s)) => Err(format!(
+            "{path}: unknown method \"{s}\" (expected \"redact\", \"hash\" or {{\"partial\": {{\"prefix\": N, \"suffix\": N}}}})"
+        )),
+        Some(Value::Object(o)) => {
+            check_keys(&path, o, &["partial"])?;
+            let partial_path = key_path(&path, "partial");
+            let keep = o
+                .get("partial")
+                .and_then(Value::as_object)
+                .ok_or_else(|| format!("{partial_path}: expected an object"))?;
+            check_keys(&partial_path, keep, &["prefix", "suffix"])?;
+            let prefix = u8_field(keep, "prefix", &partial_path)?;
+            let suffix = u8_field(keep, "suffix", &partial_path)?;
+            Ok(MaskMethod::Partial(PartialKeep { prefix, suffix }))
+        }
+        Some(_) => Err(format!("{path}: expected a string or an object")),
     }
 }
