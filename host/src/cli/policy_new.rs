@@ -393,7 +393,7 @@ loads fast).
 
 const JS_POLICY: &str = r#"// @NAME@: @SUMMARY@.
 //
-// Built into a component by jco componentize (ComponentizeJS) against the
+// Built into a component by ComponentizeJS against the
 // WIT world `gatehouse:policy/@HOOK@-policy@0.1.0`: one exported object per
 // interface, functions in camelCase, variants as `{ tag, val }`, and a
 // `result<_, string>` export returns normally for ok and throws for err.
@@ -459,17 +459,16 @@ const JS_PACKAGE: &str = r#"{
   "private": true,
   "type": "module",
   "scripts": {
-    "build": "jco componentize policy.js --wit wit --world-name gatehouse:policy/@HOOK@-policy@0.1.0 --disable all --out build/@NAME@.wasm"
+    "build": "componentize-js policy.js --wit wit --world-name gatehouse:policy/@HOOK@-policy@0.1.0 -d stdio random clocks http fetch-event -o build/@NAME@.wasm"
   },
   "devDependencies": {
-    "@bytecodealliance/componentize-js": "0.18.4",
-    "@bytecodealliance/jco": "1.11.1"
+    "@bytecodealliance/componentize-js": "0.23.0"
   }
 }
 "#;
 
 const JS_MAKEFILE: &str = r#"# make build | make test | make bench
-# Needs Node 18+ (npm installs jco and ComponentizeJS locally).
+# Needs Node 18+ (npm installs ComponentizeJS locally).
 GATEHOUSE ?= gatehouse
 WASM := build/@NAME@.wasm
 
@@ -494,9 +493,12 @@ const JS_README: &str = r#"
 ## Build and test
 
 ```sh
-make test    # npm install (jco, ComponentizeJS), jco componentize, gatehouse policy test
+make test    # npm install (ComponentizeJS), componentize-js, gatehouse policy test
 ```
 
-The component is `build/@NAME@.wasm`. `--disable all` leaves out the WASI
-features a policy may not use anyway (the gateway grants none).
+The component is `build/@NAME@.wasm` (about 12 MiB: it embeds the
+StarlingMonkey engine). `-d stdio random clocks http fetch-event` leaves out
+the WASI features a policy may not use anyway (the gateway grants none).
+ComponentizeJS is called directly: `jco componentize` 1.35 fails on this
+project with "failed to get path metadata" while it inspects the world.
 "#;

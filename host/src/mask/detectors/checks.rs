@@ -144,12 +144,19 @@ pub fn fr_insee(candidate: &[u8]) -> bool {
     97 - (n % 97) == k
 }
 
-/// An IPv6 address by the standard library's parser (the pattern is loose).
+/// An IPv6 address by the standard library's parser (the pattern is
+/// loose), written with at least two groups, one of them with a decimal
+/// digit: `fe80::1` and `2001:db8::7334` pass, Rust paths such as
+/// `B::Error` (which parses as `b::`) and words like `dead::beef` do not.
 pub fn ipv6(candidate: &[u8]) -> bool {
-    std::str::from_utf8(candidate)
-        .ok()
-        .and_then(|s| s.parse::<std::net::Ipv6Addr>().ok())
-        .is_some()
+    let Some(text) = std::str::from_utf8(candidate).ok() else {
+        return false;
+    };
+    if text.parse::<std::net::Ipv6Addr>().is_err() {
+        return false;
+    }
+    let groups: Vec<&str> = text.split(':').filter(|g| !g.is_empty()).collect();
+    groups.len() >= 2 && groups.iter().any(|g| g.bytes().any(|b| b.is_ascii_digit()))
 }
 
 /// An E.164 or national phone number with 8 to 15 digits.
@@ -265,6 +272,15 @@ mod tests {
         let n: u64 = 2_691_019_000_001; // 2A as 19
         let key = 97 - n % 97;
         assert!(fr_insee(format!("269102A000001{key:02}").as_bytes()));
+    }
+
+    #[test]
+    fn ipv6_needs_two_groups_and_a_digit() {
+        assert!(ipv6(b"fe80::1"));
+        assert!(ipv6(b"2001:db8::8a2e:370:7334"));
+        assert!(!ipv6(b"B::"));
+        assert!(!ipv6(b"dead::beef"));
+        assert!(!ipv6(b"12:30:45"));
     }
 
     #[test]
