@@ -3,7 +3,7 @@
 
 use gatehouse_sdk::MaskRule;
 use gatehouse_sdk::settings::fields::{
-    array, check_keys, key_path, mask_method, object, opt_string, opt_u32, string_list,
+    array, check_keys, key_path, mask_rule, object, opt_string, opt_u32, string_list,
 };
 use regex_lite::Regex;
 use serde_json::{Map, Value};
@@ -186,51 +186,10 @@ fn matcher(obj: &Map<String, Value>, path: &str) -> Result<Matcher, String> {
     })
 }
 
-const TARGET_KEYS: &[&str] = &["header", "json_pointer", "pattern", "detector"];
-
 fn mask_rules(top: &Map<String, Value>, key: &str) -> Result<Vec<MaskRule>, String> {
     array(top, key, "")?
         .iter()
         .enumerate()
         .map(|(i, v)| mask_rule(v, &format!("{key}[{i}]")))
         .collect()
-}
-
-fn mask_rule(v: &Value, path: &str) -> Result<MaskRule, String> {
-    let obj = object(v, path)?;
-    if obj.contains_key("column") {
-        return Err(format!(
-            "{path}.column: column masks apply to SQL results, not HTTP"
-        ));
-    }
-    check_keys(
-        path,
-        obj,
-        &["header", "json_pointer", "pattern", "detector", "method"],
-    )?;
-    let mut targets = TARGET_KEYS.iter().filter(|k| obj.contains_key(**k));
-    let (Some(target), None) = (targets.next(), targets.next()) else {
-        return Err(format!(
-            "{path}: expected exactly one of {}",
-            TARGET_KEYS.join(", ")
-        ));
-    };
-    let value = opt_string(obj, target, path)?
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("{}: expected a non-empty string", key_path(path, target)))?;
-    let rule = match *target {
-        "header" => MaskRule::header(value),
-        "json_pointer" => {
-            if !value.starts_with('/') {
-                return Err(format!(
-                    "{path}.json_pointer: a JSON pointer starts with \"/\", got \"{value}\""
-                ));
-            }
-            MaskRule::json_pointer(value)
-        }
-        // Checked once at load by `validate`, with the host's own parser.
-        "pattern" => MaskRule::pattern(value),
-        _ => MaskRule::detector(value),
-    };
-    Ok(rule.with_method(mask_method(obj.get("method"), path)?))
 }

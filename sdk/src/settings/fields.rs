@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::types::{MaskMethod, PartialKeep};
+use crate::types::{MaskMethod, MaskRule, PartialKeep};
 
 pub fn key_path(parent: &str, key: &str) -> String {
     if parent.is_empty() {
@@ -112,8 +112,51 @@ pub fn opt_bool(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<Opt
     }
 }
 
-/// A mask method written as `"redact"` (also when absent), `"hash"` or
-/// `{"partial": {"prefix": N, "suffix": N}}`; `path` is the method's parent.
+const TARGET_KEYS: &[&str] = &["header", "json_pointer", "pattern", "detector"];
+
+/// A mask rule of an HTTP-shaped protocol (HTTP, LLM, MCP, Kubernetes):
+/// exactly one of `header`, `json_pointer`, `pattern` or `detector`, and a
+/// `method`. Patterns are checked by the policy's `validate-config`.
+pub fn mask_rule(v: &Value, path: &str) -> Result<MaskRule, String> {
+    let obj = object(v, path)?;
+    if obj.contains_key("column") {
+        return Err(format!(
+            "{path}.column: column masks apply to SQL results only"
+        ));
+    }
+    check_keys(
+        path,
+        obj,
+        &["header", "json_pointer", "pattern", "detector", "method"],
+    )?;
+    let mut targets = TARGET_KEYS.iter().filter(|k| obj.contains_key(**k));
+    let (Some(target), None) = (targets.next(), targets.next()) else {
+        return Err(format!(
+            "{path}: expected exactly one of {}",
+            TARGET_KEYS.join(", ")
+        ));
+    };
+    let value = opt_string(obj, target, path)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("{}: expected a non-empty string", key_path(path, target)))?;
+    let rule = match *target {
+        "header" => MaskRule::header(value),
+        "json_pointer" => {
+            if !value.starts_with('/') {
+                return Err(format!(
+                    "{path}.json_pointer: a JSON pointer starts with \"/\", got \"{value}\""
+                ));
+            }
+            MaskRule::json_pointer(value)
+        }
+        // Checked once at load by `validate`, with the host's own parser.
+        "pattern" => MaskRule::pattern(value),
+        _ => MaskRule::detector(value),
+    };
+    Ok(rule.with_method(mask_method(obj.get("method"), path)?))
+}
+
+/// `"redact"` (the default), `"hash"` or `{"partial": {"prefix": N, "suffix": N}}`.
 pub fn mask_method(v: Option<&Value>, path: &str) -> Result<MaskMethod, String> {
     let path = key_path(path, "method");
     match v {
