@@ -277,3 +277,54 @@ pub fn run_case(variants: &mut PolicyVariants<'_>, case: &Case) -> CaseReport {
         elapsed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn one_case_files_and_case_lists_read_alike() {
+        let dir = std::env::temp_dir().join(format!("gatehouse-fixtures-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        write(
+            &dir,
+            "a.yaml",
+            "version: 1\nname: one\nhook: ssh.on-command\nevent: {command: ls}\nexpect: {verdict: allow}\n",
+        );
+        write(
+            &dir.join("sub"),
+            "b.json",
+            r#"{"version": 1, "settings": {"x": 1}, "context": {"principal": {"groups": ["ops"]}},
+                "cases": [{"hook": "mcp.filter-tools", "event": {"tools": []}, "expect": {"hidden_tools": []}}]}"#,
+        );
+        write(&dir, "notes.txt", "ignored");
+        let cases = load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(cases.len(), 2);
+        assert_eq!(cases[0].name, "one");
+        assert_eq!(cases[0].context.session.protocol, types::Protocol::Ssh);
+        assert_eq!(cases[1].name, "b[0]");
+        assert_eq!(cases[1].settings.as_deref(), Some(r#"{"x":1}"#));
+        assert_eq!(cases[1].context.principal.groups, ["ops"]);
+        assert_eq!(cases[1].context.request_id, "fixture-0");
+    }
+
+    #[test]
+    fn settings_must_be_an_object() {
+        let dir = std::env::temp_dir();
+        let p = write(
+            &dir,
+            &format!("gatehouse-fixture-{}.yaml", uuid::Uuid::now_v7()),
+            "version: 1\nsettings: [1]\nhook: ssh.on-command\nevent: {command: ls}\nexpect: {verdict: allow}\n",
+        );
+        let err = load_file(&p).err().unwrap().to_string();
+        std::fs::remove_file(&p).unwrap();
+        assert!(err.contains("settings: must be an object"), "{err}");
+    }
+}
