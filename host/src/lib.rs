@@ -16,6 +16,7 @@ pub mod admin;
 pub mod approval;
 pub mod audit;
 pub mod config;
+pub mod fixtures;
 pub mod http;
 pub mod identity;
 pub mod mask;

@@ -26,6 +26,8 @@ pub struct TextRule {
     pub label: String,
     pub method: MaskMethod,
     pub validate: Option<fn(&[u8]) -> bool>,
+    /// The part of a match to mask (see [`detectors::Detector::value`]).
+    pub value: Option<fn(&[u8]) -> std::ops::Range<usize>>,
 }
 
 /// All text rules of one rule list, combined.
@@ -140,6 +142,7 @@ impl MaskCompiler {
                         label: "pattern".into(),
                         method: rule.method,
                         validate: None,
+                        value: None,
                     },
                 )?,
                 MaskTarget::Detector(name) => {
@@ -153,6 +156,7 @@ impl MaskCompiler {
                             label: d.name.into(),
                             method: rule.method,
                             validate: d.validate,
+                            value: d.value,
                         },
                     )?
                 }
@@ -165,6 +169,7 @@ impl MaskCompiler {
                     label: "credential".into(),
                     method: MaskMethod::Redact,
                     validate: None,
+                    value: None,
                 },
             )?;
         }

@@ -1,114 +1,94 @@
 //! Built-in detectors a policy can name instead of writing a pattern. Each is
 //! a bounded regular expression, optionally with a check that removes false
-//! positives (the Luhn sum for card numbers).
+//! positives (checksums, reserved ranges, entropy: `checks`) and a span that
+//! narrows what is masked to the value of a `key = value` match.
+//!
+//! - `secrets`: credentials (gitleaks' families);
+//! - `pii`: personal data.
+
+pub mod checks;
+mod pii;
+mod secrets;
+
+use std::ops::Range;
+
+pub use checks::luhn;
 
 pub struct Detector {
     pub name: &'static str,
     pub pattern: &'static str,
     pub validate: Option<fn(&[u8]) -> bool>,
+    /// The part of a match that is masked (the whole match when `None`).
+    pub value: Option<fn(&[u8]) -> Range<usize>>,
 }
 
-const DETECTORS: &[Detector] = &[
-    Detector {
-        name: "aws-access-key-id",
-        pattern: r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[0-9A-Z]{16}(?-u:\b)",
-        validate: None,
-    },
-    Detector {
-        name: "github-token",
-        pattern: r"(?-u:\b)(?:(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?-u:\b)",
-        validate: None,
-    },
-    Detector {
-        name: "gitlab-token",
-        pattern: r"(?-u:\b)glpat-[A-Za-z0-9_-]{20,64}(?-u:\b)",
-        validate: None,
-    },
-    Detector {
-        name: "slack-token",
-        pattern: r"(?-u:\b)xox[abposr]-[A-Za-z0-9-]{10,250}",
-        validate: None,
-    },
-    Detector {
-        name: "stripe-key",
-        pattern: r"(?-u:\b)(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}(?-u:\b)",
-        validate: None,
-    },
-    Detector {
-        name: "anthropic-api-key",
-        pattern: r"(?-u:\b)sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_-]{32,128}",
-        validate: None,
-    },
-    Detector {
-        name: "openai-api-key",
-        pattern: r"(?-u:\b)sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}T3BlbkFJ[A-Za-z0-9_-]{20,200}|(?-u:\b)sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,200}",
-        validate: None,
-    },
-    Detector {
-        name: "jwt",
-        pattern: r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,2048}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{16,1024}",
-        validate: None,
-    },
-    Detector {
-        name: "private-key",
-        pattern: r"-----BEGIN[A-Z ]{0,20} PRIVATE KEY(?: BLOCK)?-----[A-Za-z0-9+/=\s:,-]{32,8192}?-----END[A-Z ]{0,20} PRIVATE KEY(?: BLOCK)?-----",
-        validate: None,
-    },
-    Detector {
-        name: "connection-string-password",
-        pattern: r"(?-u:\b)[a-z][a-z0-9+.-]{1,20}://[^\s:/@]{1,128}:[^\s@/]{1,256}@",
-        validate: None,
-    },
-    Detector {
-        name: "email",
-        pattern: r"(?-u:\b)[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?-u:\b)",
-        validate: None,
-    },
-    Detector {
-        name: "credit-card",
-        pattern: r"(?-u:\b)[0-9](?:[ -]?[0-9]){12,18}(?-u:\b)",
-        validate: Some(luhn),
-    },
-    Detector {
-        name: "ipv4",
-        pattern: r"(?-u:\b)(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?-u:\b)",
-        validate: None,
-    },
-];
+impl Detector {
+    pub const fn new(name: &'static str, pattern: &'static str) -> Self {
+        Self {
+            name,
+            pattern,
+            validate: None,
+            value: None,
+        }
+    }
+
+    pub const fn checked(mut self, check: fn(&[u8]) -> bool) -> Self {
+        self.validate = Some(check);
+        self
+    }
+
+    pub const fn value(mut self, span: fn(&[u8]) -> Range<usize>) -> Self {
+        self.value = Some(span);
+        self
+    }
+}
+
+fn all() -> impl Iterator<Item = &'static Detector> {
+    secrets::SECRETS.iter().chain(pii::PII)
+}
 
 pub fn find(name: &str) -> Option<&'static Detector> {
-    DETECTORS.iter().find(|d| d.name == name)
+    all().find(|d| d.name == name)
 }
 
 pub fn names() -> Vec<&'static str> {
-    DETECTORS.iter().map(|d| d.name).collect()
+    all().map(|d| d.name).collect()
 }
 
-/// The Luhn checksum over the digits of `candidate` (separators skipped).
-pub fn luhn(candidate: &[u8]) -> bool {
-    let digits: Vec<u32> = candidate
-        .iter()
-        .filter(|b| b.is_ascii_digit())
-        .map(|b| (b - b'0') as u32)
-        .collect();
-    if !(13..=19).contains(&digits.len()) {
-        return false;
+/// The credential detectors, by name.
+pub fn secret_names() -> Vec<&'static str> {
+    secrets::SECRETS.iter().map(|d| d.name).collect()
+}
+
+/// The personal-data detectors, by name.
+pub fn pii_names() -> Vec<&'static str> {
+    pii::PII.iter().map(|d| d.name).collect()
+}
+
+/// The parts of `text` that `detector` masks, as the stream masker finds
+/// them (checks applied, spans narrowed). For tests and measurements.
+pub fn find_all<'t>(detector: &Detector, text: &'t [u8]) -> Vec<&'t [u8]> {
+    let Ok(re) = regex_automata::meta::Regex::new(detector.pattern) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at <= text.len() {
+        let Some(m) = re.search(&regex_automata::Input::new(text).span(at..text.len())) else {
+            break;
+        };
+        let found = &text[m.range()];
+        if detector.validate.is_some_and(|v| !v(found)) {
+            // A rejected candidate may hide a real one that starts inside it.
+            at = m.start() + 1;
+            continue;
+        }
+        let span = detector.value.map_or(0..found.len(), |f| f(found));
+        out.push(&found[span]);
+        at = m.end().max(m.start() + 1);
     }
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            if i % 2 == 1 {
-                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
+    out
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,17 +96,15 @@ mod tests {
 
     fn matches(name: &str, text: &str) -> Vec<String> {
         let d = find(name).unwrap();
-        let re = Regex::new(d.pattern).unwrap();
-        re.find_iter(text.as_bytes())
-            .map(|m| &text[m.range()])
-            .filter(|s| d.validate.is_none_or(|v| v(s.as_bytes())))
-            .map(str::to_string)
+        find_all(d, text.as_bytes())
+            .into_iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
             .collect()
     }
 
     #[test]
     fn every_detector_compiles_and_is_bounded() {
-        for d in DETECTORS {
+        for d in all() {
             let hir = regex_syntax::parse(d.pattern).unwrap();
             assert!(
                 hir.properties().maximum_len().is_some(),
@@ -135,6 +113,24 @@ mod tests {
             );
             Regex::new(d.pattern).unwrap();
         }
+        let mut seen = std::collections::HashSet::new();
+        assert!(all().all(|d| seen.insert(d.name)), "duplicate names");
+    }
+
+    #[test]
+    fn every_detector_fits_in_one_compiled_rule_list() {
+        // The secrets and pii plugins may sit in one chain: their rules are
+        // compiled into one matcher, within the compiler's NFA size limit.
+        let rules: Vec<_> = names()
+            .into_iter()
+            .map(|n| crate::mask::MaskRule {
+                target: crate::mask::MaskTarget::Detector(n.into()),
+                method: crate::mask::MaskMethod::Redact,
+            })
+            .collect();
+        crate::mask::MaskCompiler::new(b"k".to_vec())
+            .compile(&rules, &[])
+            .unwrap();
     }
 
     #[test]
@@ -172,14 +168,68 @@ mod tests {
         );
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA0123456789abcdefghijklmnop\n-----END RSA PRIVATE KEY-----";
         assert_eq!(matches("private-key", pem), [pem]);
+        let escaped = r#""private_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n""#;
+        assert_eq!(matches("private-key", escaped).len(), 1);
+    }
+
+    #[test]
+    fn keyword_detectors_mask_only_the_value() {
+        assert_eq!(
+            matches(
+                "aws-secret-access-key",
+                "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+            ),
+            ["wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]
+        );
+        assert_eq!(
+            matches("generic-secret", r#"DB_PASSWORD: "q8X2vLp0Zr7TfN4w""#),
+            ["q8X2vLp0Zr7TfN4w"]
+        );
+        assert_eq!(
+            matches(
+                "connection-string-kv-password",
+                "Server=db;Database=app;User Id=sa;Password=Pa55w0rd!x;"
+            ),
+            ["Pa55w0rd!x"]
+        );
+    }
+
+    #[test]
+    fn a_rejected_candidate_does_not_hide_a_later_one() {
+        // The first 16 digits fail Luhn; a valid card starts inside the run.
+        let text = "1 4111 1111 1111 1111";
+        assert_eq!(matches("credit-card", text), ["4111 1111 1111 1111"]);
+    }
+
+    #[test]
+    fn personal_data() {
+        assert_eq!(
+            matches("iban", "pay GB82 WEST 1234 5698 7654 32 now"),
+            ["GB82 WEST 1234 5698 7654 32"]
+        );
+        assert!(matches("iban", "GB82 WEST 1234 5698 7654 33").is_empty());
+        assert_eq!(matches("us-ssn", "ssn 123-45-6789"), ["123-45-6789"]);
+        assert!(matches("us-ssn", "ssn 666-45-6789").is_empty());
+        assert_eq!(matches("uk-nino", "NI AB 12 34 56 C"), ["AB 12 34 56 C"]);
+        assert_eq!(
+            matches("phone", "call +1 415 555 2671"),
+            ["+1 415 555 2671"]
+        );
+        assert_eq!(matches("phone", "call (415) 555-2671"), ["(415) 555-2671"]);
+        assert_eq!(matches("phone", "tel 06 12 34 56 78"), ["06 12 34 56 78"]);
+        assert_eq!(
+            matches("ipv6", "from 2001:db8::8a2e:370:7334 ok"),
+            ["2001:db8::8a2e:370:7334"]
+        );
+        assert!(matches("ipv6", "at 12:30:45").is_empty());
     }
 
     #[test]
     fn ordinary_text_is_left_alone() {
         let prose = "The quick brown fox, version 1.2.3, costs 42 dollars; see docs/index.html.";
-        for d in DETECTORS {
+        for d in all() {
             assert!(
-                matches(d.name, prose).is_empty(),
+                find_all(d, prose.as_bytes()).is_empty(),
                 "{} matched prose",
                 d.name
             );

@@ -65,19 +65,37 @@ impl StreamMasker {
     /// it has written.
     fn scan(&mut self, buf: &[u8], out: &mut Vec<u8>, is_final: impl Fn(usize) -> bool) -> usize {
         let mut emitted = self.context.min(buf.len());
-        let input = Input::new(buf).span(emitted..buf.len());
-        for m in self.matcher.regex.find_iter(input) {
+        let mut at = emitted;
+        while at <= buf.len() {
+            let input = Input::new(buf).span(at..buf.len());
+            let Some(m) = self.matcher.regex.search(&input) else {
+                break;
+            };
             if !is_final(m.start()) {
                 break;
             }
             let rule = &self.matcher.rules[m.pattern().as_usize()];
             let value = &buf[m.range()];
             if rule.validate.is_some_and(|v| !v(value)) {
+                // A rejected candidate may hide a real match that starts
+                // inside it (a digit run failing Luhn before a card number).
+                at = m.start() + 1;
                 continue;
             }
-            out.extend_from_slice(&buf[emitted..m.start()]);
-            method::apply(rule.method, value, &rule.label, &self.hash_key, out);
+            let span = rule.value.map_or(0..value.len(), |f| f(value));
+            let span = span.start.min(value.len())
+                ..span.end.clamp(span.start.min(value.len()), value.len());
+            out.extend_from_slice(&buf[emitted..m.start() + span.start]);
+            method::apply(
+                rule.method,
+                &value[span.clone()],
+                &rule.label,
+                &self.hash_key,
+                out,
+            );
+            out.extend_from_slice(&value[span.end..]);
             emitted = m.end();
+            at = m.end().max(m.start() + 1);
             self.masked += 1;
         }
         emitted
