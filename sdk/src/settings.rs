@@ -1,7 +1,6 @@
 //! Typed access to the policy's settings JSON.
 
 pub mod fields;
-pub mod masks;
 
 use std::sync::{Arc, Mutex, PoisonError};
 

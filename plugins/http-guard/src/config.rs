@@ -3,9 +3,8 @@
 
 use gatehouse_sdk::MaskRule;
 use gatehouse_sdk::settings::fields::{
-    array, check_keys, key_path, object, opt_string, opt_u32, string_list,
+    array, check_keys, key_path, mask_rule, object, opt_string, opt_u32, string_list,
 };
-use gatehouse_sdk::settings::masks;
 use regex_lite::Regex;
 use serde_json::{Map, Value};
 
@@ -79,8 +78,17 @@ impl Matcher {
 /// parser the host compiles them with. Run once, from `validate-config`.
 pub fn validate(json: &str) -> Result<Config, String> {
     let config = parse(json)?;
-    masks::check_patterns("mask_response", &config.mask_response)?;
-    masks::check_patterns("mask_request", &config.mask_request)?;
+    for (name, list) in [
+        ("mask_response", &config.mask_response),
+        ("mask_request", &config.mask_request),
+    ] {
+        for (i, rule) in list.iter().enumerate() {
+            if let gatehouse_sdk::types::MaskTarget::Pattern(p) = &rule.target {
+                regex_syntax::parse(p)
+                    .map_err(|e| format!("{name}[{i}].pattern: invalid regex: {e}"))?;
+            }
+        }
+    }
     Ok(config)
 }
 
@@ -179,5 +187,9 @@ fn matcher(obj: &Map<String, Value>, path: &str) -> Result<Matcher, String> {
 }
 
 fn mask_rules(top: &Map<String, Value>, key: &str) -> Result<Vec<MaskRule>, String> {
-    masks::mask_rules(top, key, "HTTP")
+    array(top, key, "")?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| mask_rule(v, &format!("{key}[{i}]")))
+        .collect()
 }
