@@ -50,9 +50,10 @@ async def run_steps(session: ClientSession, steps):
 async def main(url: str, transport: str, token: str, steps) -> dict:
     headers = {"Authorization": f"Bearer {token}"}
     if transport == "streamable":
-        ctx = streamablehttp_client(url, headers=headers)
+        # Long HTTP timeouts: a call held for approval waits at the gateway.
+        ctx = streamablehttp_client(url, headers=headers, timeout=60)
     elif transport == "sse":
-        ctx = sse_client(url, headers=headers)
+        ctx = sse_client(url, headers=headers, timeout=60)
     else:
         raise SystemExit(f"unknown transport {transport!r}")
     async with ctx as streams:

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use gatehouse_sdk::MaskRule;
 use gatehouse_sdk::settings::fields::{
-    check_keys, key_path, object, opt_bool, opt_string, opt_u32, string_list,
+    array, check_keys, key_path, mask_rule, object, opt_bool, opt_string, opt_u32, string_list,
 };
-use gatehouse_sdk::settings::masks;
+use gatehouse_sdk::types::MaskTarget;
 use serde_json::{Map, Value};
 
 /// The approval timeout when `timeout_secs` is absent.
@@ -95,7 +95,12 @@ impl Config {
 /// from `validate-config`.
 pub fn validate(json: &str) -> Result<Config, String> {
     let config = parse(json)?;
-    masks::check_patterns("mask_results", &config.mask_results)?;
+    for (i, rule) in config.mask_results.iter().enumerate() {
+        if let MaskTarget::Pattern(p) = &rule.target {
+            regex_syntax::parse(p)
+                .map_err(|e| format!("mask_results[{i}].pattern: invalid regex: {e}"))?;
+        }
+    }
     Ok(config)
 }
 
@@ -161,7 +166,11 @@ pub fn parse(json: &str) -> Result<Config, String> {
         hide_denied_tools: opt_bool(&top, "hide_denied_tools", "")?.unwrap_or(true),
         approve_destructive,
         unknown_tools,
-        mask_results: masks::mask_rules(&top, "mask_results", "MCP results")?,
+        mask_results: array(&top, "mask_results", "")?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| mask_rule(v, &format!("mask_results[{i}]")))
+            .collect::<Result<_, _>>()?,
     })
 }
 

@@ -223,7 +223,7 @@ fn bad_settings_name_the_key() {
             r#"{"mask_results": [{"pattern": "("}]}"#,
             "mask_results[0].pattern: invalid regex",
         ),
-        (r#"{"mask_results": [{"column": "a"}]}"#, "not MCP results"),
+        (r#"{"mask_results": [{"column": "a"}]}"#, "SQL results only"),
         (
             r#"{"hide_denied_tools": "yes"}"#,
             "hide_denied_tools: expected true or false",
