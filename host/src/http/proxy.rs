@@ -206,7 +206,9 @@ impl HttpProxy {
         let prefix = body::read_prefix(&mut incoming, limit)
             .await
             .map_err(|e| ProxyError::BadRequest(format!("could not read the request body: {e}")))?;
-        if needs_body && !prefix.complete {
+        if needs_body
+            && (!prefix.complete || prefix.chunks.iter().map(Bytes::len).sum::<usize>() > limit)
+        {
             return Err(ProxyError::TooLarge(format!(
                 "this {} request must be read whole to be checked, and its body is over body_limit_bytes ({limit} bytes)",
                 self.protocol
@@ -264,22 +266,24 @@ impl HttpProxy {
             verdict = verdict.or(outcome.verdict.clone());
             ex.protocol_decision = Some(outcome);
         }
-        if let Verdict::Deny { .. } = verdict {
-            self.check_verdict(verdict.clone())?;
-        }
         // What is recorded from here on is masked like the request itself.
         ex.record_masks = Some(self.compile(&request_masks, true)?);
         let req_compiled = self.compile(&request_masks, false)?;
         // The adapter masks inside its protocol's fields; `None` when it
-        // left the body as it was.
+        // left the body as it was. A denied request is described too, for
+        // the record, before its refusal.
         let rewritten = match adapted.as_mut() {
             Some(a) => {
-                let b = a.mask_request(&req_compiled)?;
+                let b = a.mask_request(&req_compiled);
                 ex.protocol_request = Some(a.describe());
                 b
             }
-            None => None,
+            None => Ok(None),
         };
+        if let Verdict::Deny { .. } = verdict {
+            self.check_verdict(verdict.clone())?;
+        }
+        let rewritten = rewritten?;
         // Held until people decide; only an approval goes on. What
         // approvers see, and what is recorded, is masked like the request.
         if let Verdict::RequireApproval { policy, approval } = verdict {
@@ -724,10 +728,16 @@ impl HttpProxy {
         if self.adapter.is_some() {
             detail["decisions"]["protocol_request"] = json!(ex.protocol_decision);
             detail["decisions"]["protocol_response"] = json!(ex.protocol_response_decision);
-            detail[self.protocol] = json!({
+            let mut protocol = json!({
                 "request": ex.protocol_request,
                 "response": ex.protocol_response,
             });
+            // Adapters describe with the request's masks; the record's also
+            // hold the credential.
+            if let Some(m) = masks.as_ref() {
+                adapter::mask_json_strings(&mut protocol, m);
+            }
+            detail[self.protocol] = protocol;
         }
         self.audit.record_event(AuditEvent {
             session: SessionInfo {
