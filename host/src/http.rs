@@ -8,7 +8,7 @@ pub mod body;
 pub mod errors;
 pub mod event;
 pub mod listener;
-pub mod mcp;
+pub mod llm;
 pub mod proxy;
 pub mod upstream;
 

@@ -7,7 +7,7 @@
 
 pub mod audit_events;
 pub mod gatehouse;
-pub mod mcp;
+pub mod llm;
 pub mod oidc;
 pub mod openapi;
 pub mod pg_client;

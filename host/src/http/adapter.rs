@@ -104,8 +104,10 @@ pub trait ProtocolAdapter: Send + Sync {
     fn needs_body(&self, parts: &http::request::Parts) -> bool;
     /// Decodes a request. `Ok(None)`: not one of the protocol's requests;
     /// only the plain `http` hook applies.
-    fn decode(&self, req: RequestView<'_>)
-    -> Result<Option<Box<dyn AdapterExchange>>, AdapterError>;
+    fn decode(
+        &self,
+        req: RequestView<'_>,
+    ) -> Result<Option<Box<dyn AdapterExchange>>, AdapterError>;
     /// The body of an error response in the protocol's own shape; the status
     /// stays [`ProxyError::status`]'s. `target` is the request's path and
     /// query (the error may come before anything was decoded).
@@ -124,12 +126,6 @@ pub trait AdapterExchange: Send {
     fn mask_request(&mut self, masks: &CompiledMasks) -> Result<Option<Vec<u8>>, AdapterError>;
     /// The request as approvers and the audit record see it (masked).
     fn describe(&self) -> Value;
-    /// How this exchange's refusals are answered, when not in the
-    /// adapter's connection-wide shape (an MCP refusal answers the
-    /// request's JSON-RPC id). Taken right after `decode`.
-    fn refuser(&self) -> Option<Box<dyn Refuser>> {
-        None
-    }
     /// The upstream's response head arrived: how to carry its body.
     fn response(
         &mut self,
@@ -137,12 +133,6 @@ pub trait AdapterExchange: Send {
         headers: &HeaderMap,
         cx: ResponseCx,
     ) -> Result<ResponsePlan, AdapterError>;
-}
-
-/// Answers a refused exchange in its protocol's terms: the status and body
-/// to send instead of [`ProxyError`]'s, or `None` for the default.
-pub trait Refuser: Send + Sync {
-    fn refuse(&self, err: &ProxyError, request_id: &str) -> Option<(StatusCode, Value)>;
 }
 
 /// What a response phase may use.
@@ -211,17 +201,13 @@ pub struct Finished {
 }
 
 /// The adapter of a connection, if its protocol has one.
-pub fn for_connection(
-    c: &ConnectionConfig,
-    masks: &Arc<crate::mask::MaskCompiler>,
-) -> Result<Option<Arc<dyn ProtocolAdapter>>, String> {
+pub fn for_connection(c: &ConnectionConfig) -> Result<Option<Arc<dyn ProtocolAdapter>>, String> {
     match c.protocol {
         ProtocolKind::Http | ProtocolKind::Postgres => Ok(None),
-        ProtocolKind::Llm => Err("the llm adapter is not built yet".into()),
-        ProtocolKind::Mcp => Ok(Some(Arc::new(super::mcp::McpAdapter::new(
-            masks.clone(),
-            c.json_mask_limit_bytes,
+        ProtocolKind::Llm => Ok(Some(Arc::new(super::llm::LlmAdapter::new(
+            &c.llm.clone().unwrap_or_default(),
         )))),
+        ProtocolKind::Mcp => Err("the mcp adapter is not built yet".into()),
         ProtocolKind::Kubernetes => Err("the kubernetes adapter is not built yet".into()),
     }
 }

@@ -104,13 +104,7 @@ impl Capture {
 pub trait BodyTransform: Send {
     /// Feeds a chunk and appends to `out` what may go out now. An error
     /// ends the body: the client gets what [`BodyTransform::failure`] renders.
-    /// Asynchronous, so a transform may ask policies about what it read
-    /// (MCP answers on an event stream) before passing it on.
-    fn push<'a>(
-        &'a mut self,
-        chunk: &'a [u8],
-        out: &'a mut Vec<u8>,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
     /// The body ended: appends the rest.
     fn finish<'a>(&'a mut self, out: &'a mut Vec<u8>) -> BoxFuture<'a, Result<(), String>>;
     /// What to send after a failure, in the protocol's framing (e.g. an
@@ -120,12 +114,6 @@ pub trait BodyTransform: Send {
     }
     /// How many matches were masked so far.
     fn masked(&self) -> u64;
-    /// Bytes the transform writes into the body on its own, between the
-    /// upstream's chunks (an MCP legacy session's refusals). Asked after
-    /// each chunk until it returns a receiver.
-    fn side_channel(&mut self) -> Option<mpsc::Receiver<Vec<u8>>> {
-        None
-    }
     /// The adapter's account of the exchange, once the body ended.
     fn report(&mut self) -> Option<StreamReport> {
         None
@@ -139,13 +127,9 @@ pub struct StreamReport {
 }
 
 impl BodyTransform for StreamMasker {
-    fn push<'a>(
-        &'a mut self,
-        chunk: &'a [u8],
-        out: &'a mut Vec<u8>,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         StreamMasker::push(self, chunk, out);
-        Box::pin(std::future::ready(Ok(())))
+        Ok(())
     }
 
     fn finish<'a>(&'a mut self, out: &'a mut Vec<u8>) -> BoxFuture<'a, Result<(), String>> {
@@ -170,8 +154,8 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
-    let transform = matcher
-        .map(|(m, key)| Box::new(StreamMasker::new(m, key)) as Box<dyn BodyTransform>);
+    let transform =
+        matcher.map(|(m, key)| Box::new(StreamMasker::new(m, key)) as Box<dyn BodyTransform>);
     stream_transformed(body, transform, capture_limit, move |capture, _| {
         done(capture)
     })
@@ -226,7 +210,7 @@ where
                             let out = match transform.as_mut() {
                                 Some(t) => {
                                     let mut out = Vec::with_capacity(data.len());
-                                    if let Err(e) = t.push(&data, &mut out).await {
+                                    if let Err(e) = t.push(&data, &mut out) {
                                         out.extend_from_slice(&t.failure(&e));
                                         capture.add(&out);
                                         capture.error = Some(e);

@@ -15,7 +15,9 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::ProxyBody;
-use super::adapter::{self, AdapterExchange, ProtocolAdapter, RequestView, ResponseCx, ResponsePlan};
+use super::adapter::{
+    self, AdapterExchange, ProtocolAdapter, RequestView, ResponseCx, ResponsePlan,
+};
 use super::body::{self, Capture};
 use super::errors::ProxyError;
 use super::event::{self, SessionMeta};
@@ -76,8 +78,6 @@ struct Exchange {
     protocol_decision: Option<ChainOutcome>,
     protocol_response: Option<serde_json::Value>,
     protocol_response_decision: Option<ChainOutcome>,
-    /// How the adapter answers a refusal of this exchange, if in its own way.
-    refuser: Option<Box<dyn adapter::Refuser>>,
 }
 
 /// What every HTTP connection shares with the rest of the gateway.
@@ -101,7 +101,7 @@ impl HttpProxy {
             approvals,
             capture_limit,
         } = shared;
-        let adapter = adapter::for_connection(c, &masks)?;
+        let adapter = adapter::for_connection(c)?;
         Ok(Self {
             protocol: adapter.as_ref().map_or("http", |a| a.protocol()),
             adapter,
@@ -145,21 +145,11 @@ impl HttpProxy {
                 Ok(resp) => resp,
                 Err(err) => {
                     tracing::info!(code = err.code(), error = %err, "request refused");
-                    // The exchange's own shape first (an MCP refusal answers
-                    // the request's id), then the adapter's, then Gatehouse's.
-                    let refused = ex
-                        .refuser
-                        .as_ref()
-                        .and_then(|r| r.refuse(&err, &ex.request_id));
-                    let (status, body_json) = match (refused, &self.adapter) {
-                        (Some((status, body)), _) => (Some(status), body),
-                        (None, Some(a)) => (None, a.error_body(&err, &ex.request_id, &ex.target)),
-                        (None, None) => (None, err.body_json(&ex.request_id)),
+                    let body_json = match &self.adapter {
+                        Some(a) => a.error_body(&err, &ex.request_id, &ex.target),
+                        None => err.body_json(&ex.request_id),
                     };
-                    let mut resp = err.into_response_with(&ex.request_id, &body_json);
-                    if let Some(status) = status {
-                        *resp.status_mut() = status;
-                    }
+                    let resp = err.into_response_with(&ex.request_id, &body_json);
                     ex.status = Some(resp.status().as_u16());
                     let verdict = err.verdict();
                     let kind = match err {
@@ -207,10 +197,7 @@ impl HttpProxy {
 
         let principal = self.authenticate(&parts.headers, ex).await?;
         tracing::Span::current().record("principal", principal.subject.as_str());
-        let needs_body = self
-            .adapter
-            .as_ref()
-            .is_some_and(|a| a.needs_body(&parts));
+        let needs_body = self.adapter.as_ref().is_some_and(|a| a.needs_body(&parts));
         let limit = if needs_body {
             self.body_limit
         } else {
@@ -219,7 +206,9 @@ impl HttpProxy {
         let prefix = body::read_prefix(&mut incoming, limit)
             .await
             .map_err(|e| ProxyError::BadRequest(format!("could not read the request body: {e}")))?;
-        if needs_body && !prefix.complete {
+        if needs_body
+            && (!prefix.complete || prefix.chunks.iter().map(Bytes::len).sum::<usize>() > limit)
+        {
             return Err(ProxyError::TooLarge(format!(
                 "this {} request must be read whole to be checked, and its body is over body_limit_bytes ({limit} bytes)",
                 self.protocol
@@ -234,7 +223,6 @@ impl HttpProxy {
             })?,
             None => None,
         };
-        ex.refuser = adapted.as_ref().and_then(|a| a.refuser());
         let wit_protocol = self
             .adapter
             .as_ref()
@@ -268,29 +256,34 @@ impl HttpProxy {
         let mut request_masks = outcome.masks.clone();
         let mut verdict = outcome.verdict.clone();
         ex.request_decision = Some(outcome);
-        if let Some(a) = adapted.as_ref().filter(|_| !matches!(verdict, Verdict::Deny { .. })) {
+        if let Some(a) = adapted
+            .as_ref()
+            .filter(|_| !matches!(verdict, Verdict::Deny { .. }))
+        {
             let hook = a.request_hook(ctx.clone());
             let outcome = self.run_chain(move |p| hook(p)).await?;
             request_masks.extend(outcome.masks.iter().cloned());
             verdict = verdict.or(outcome.verdict.clone());
             ex.protocol_decision = Some(outcome);
         }
-        if let Verdict::Deny { .. } = verdict {
-            self.check_verdict(verdict.clone())?;
-        }
         // What is recorded from here on is masked like the request itself.
         ex.record_masks = Some(self.compile(&request_masks, true)?);
         let req_compiled = self.compile(&request_masks, false)?;
         // The adapter masks inside its protocol's fields; `None` when it
-        // left the body as it was.
+        // left the body as it was. A denied request is described too, for
+        // the record, before its refusal.
         let rewritten = match adapted.as_mut() {
             Some(a) => {
-                let b = a.mask_request(&req_compiled)?;
+                let b = a.mask_request(&req_compiled);
                 ex.protocol_request = Some(a.describe());
                 b
             }
-            None => None,
+            None => Ok(None),
         };
+        if let Verdict::Deny { .. } = verdict {
+            self.check_verdict(verdict.clone())?;
+        }
+        let rewritten = rewritten?;
         // Held until people decide; only an approval goes on. What
         // approvers see, and what is recorded, is masked like the request.
         if let Verdict::RequireApproval { policy, approval } = verdict {
@@ -735,10 +728,16 @@ impl HttpProxy {
         if self.adapter.is_some() {
             detail["decisions"]["protocol_request"] = json!(ex.protocol_decision);
             detail["decisions"]["protocol_response"] = json!(ex.protocol_response_decision);
-            detail[self.protocol] = json!({
+            let mut protocol = json!({
                 "request": ex.protocol_request,
                 "response": ex.protocol_response,
             });
+            // Adapters describe with the request's masks; the record's also
+            // hold the credential.
+            if let Some(m) = masks.as_ref() {
+                adapter::mask_json_strings(&mut protocol, m);
+            }
+            detail[self.protocol] = protocol;
         }
         self.audit.record_event(AuditEvent {
             session: SessionInfo {
@@ -786,7 +785,6 @@ impl Exchange {
             protocol_decision: None,
             protocol_response: None,
             protocol_response_decision: None,
-            refuser: None,
         }
     }
 }

@@ -196,7 +196,9 @@ impl PolicyChain {
 #[serde(rename_all = "snake_case", tag = "hide")]
 pub enum Hidden {
     /// These names, from every policy that answered.
-    Names { names: std::collections::BTreeSet<String> },
+    Names {
+        names: std::collections::BTreeSet<String>,
+    },
     /// Everything: a policy could not answer and fails closed (or is not
     /// loaded), so nothing it might hide may be shown.
     All { policy: Arc<str>, reason: String },
@@ -391,7 +393,10 @@ mod tests {
             Verdict::Allow.or(held()),
             Verdict::RequireApproval { .. }
         ));
-        assert!(matches!(held().or(Verdict::Allow), Verdict::RequireApproval { .. }));
+        assert!(matches!(
+            held().or(Verdict::Allow),
+            Verdict::RequireApproval { .. }
+        ));
         assert!(matches!(Verdict::Allow.or(Verdict::Allow), Verdict::Allow));
     }
 
