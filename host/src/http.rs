@@ -9,6 +9,7 @@ pub mod errors;
 pub mod event;
 pub mod listener;
 pub mod llm;
+pub mod mcp;
 pub mod proxy;
 pub mod upstream;
 

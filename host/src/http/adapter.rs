@@ -126,6 +126,12 @@ pub trait AdapterExchange: Send {
     fn mask_request(&mut self, masks: &CompiledMasks) -> Result<Option<Vec<u8>>, AdapterError>;
     /// The request as approvers and the audit record see it (masked).
     fn describe(&self) -> Value;
+    /// How this exchange's refusals are answered, when not in the
+    /// adapter's connection-wide shape (an MCP refusal answers the
+    /// request's JSON-RPC id). Taken right after `decode`.
+    fn refuser(&self) -> Option<Box<dyn Refuser>> {
+        None
+    }
     /// The upstream's response head arrived: how to carry its body.
     fn response(
         &mut self,
@@ -133,6 +139,12 @@ pub trait AdapterExchange: Send {
         headers: &HeaderMap,
         cx: ResponseCx,
     ) -> Result<ResponsePlan, AdapterError>;
+}
+
+/// Answers a refused exchange in its protocol's terms: the status and body
+/// to send instead of [`ProxyError`]'s, or `None` for the adapter's default.
+pub trait Refuser: Send + Sync {
+    fn refuse(&self, err: &ProxyError, request_id: &str) -> Option<(StatusCode, Value)>;
 }
 
 /// What a response phase may use.
@@ -207,7 +219,9 @@ pub fn for_connection(c: &ConnectionConfig) -> Result<Option<Arc<dyn ProtocolAda
         ProtocolKind::Llm => Ok(Some(Arc::new(super::llm::LlmAdapter::new(
             &c.llm.clone().unwrap_or_default(),
         )))),
-        ProtocolKind::Mcp => Err("the mcp adapter is not built yet".into()),
+        ProtocolKind::Mcp => Ok(Some(Arc::new(super::mcp::McpAdapter::new(
+            c.json_mask_limit_bytes,
+        )))),
         ProtocolKind::Kubernetes => Err("the kubernetes adapter is not built yet".into()),
     }
 }

@@ -104,7 +104,13 @@ impl Capture {
 pub trait BodyTransform: Send {
     /// Feeds a chunk and appends to `out` what may go out now. An error
     /// ends the body: the client gets what [`BodyTransform::failure`] renders.
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+    /// Asynchronous, so a transform may ask policies about what it read
+    /// (MCP answers on an event stream) before passing it on.
+    fn push<'a>(
+        &'a mut self,
+        chunk: &'a [u8],
+        out: &'a mut Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), String>>;
     /// The body ended: appends the rest.
     fn finish<'a>(&'a mut self, out: &'a mut Vec<u8>) -> BoxFuture<'a, Result<(), String>>;
     /// What to send after a failure, in the protocol's framing (e.g. an
@@ -114,6 +120,12 @@ pub trait BodyTransform: Send {
     }
     /// How many matches were masked so far.
     fn masked(&self) -> u64;
+    /// Bytes the transform writes into the body on its own, between the
+    /// upstream's chunks (an MCP legacy session's refusals). Asked after
+    /// each chunk until it returns a receiver.
+    fn side_channel(&mut self) -> Option<mpsc::Receiver<Vec<u8>>> {
+        None
+    }
     /// The adapter's account of the exchange, once the body ended.
     fn report(&mut self) -> Option<StreamReport> {
         None
@@ -127,9 +139,13 @@ pub struct StreamReport {
 }
 
 impl BodyTransform for StreamMasker {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    fn push<'a>(
+        &'a mut self,
+        chunk: &'a [u8],
+        out: &'a mut Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), String>> {
         StreamMasker::push(self, chunk, out);
-        Ok(())
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn finish<'a>(&'a mut self, out: &'a mut Vec<u8>) -> BoxFuture<'a, Result<(), String>> {
@@ -210,7 +226,7 @@ where
                             let out = match transform.as_mut() {
                                 Some(t) => {
                                     let mut out = Vec::with_capacity(data.len());
-                                    if let Err(e) = t.push(&data, &mut out) {
+                                    if let Err(e) = t.push(&data, &mut out).await {
                                         out.extend_from_slice(&t.failure(&e));
                                         capture.add(&out);
                                         capture.error = Some(e);

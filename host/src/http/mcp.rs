@@ -35,7 +35,7 @@ use super::adapter::{
 };
 use super::body::{BodyTransform, StreamReport};
 use super::errors::ProxyError;
-use crate::mask::{CompiledMasks, MaskCompiler};
+use crate::mask::CompiledMasks;
 use crate::policy::bindings::mcp::McpRequest;
 use crate::policy::bindings::types as wit;
 use catalog::ToolCatalog;
@@ -48,17 +48,15 @@ use stream::{Answers, EventStream, write_message};
 pub struct McpAdapter {
     catalog: Arc<ToolCatalog>,
     sessions: Arc<LegacySessions>,
-    compiler: Arc<MaskCompiler>,
     /// The largest server answer (one JSON body or one event) read whole.
     answer_limit: usize,
 }
 
 impl McpAdapter {
-    pub fn new(compiler: Arc<MaskCompiler>, answer_limit: usize) -> McpAdapter {
+    pub fn new(answer_limit: usize) -> McpAdapter {
         McpAdapter {
             catalog: Arc::default(),
             sessions: Arc::default(),
-            compiler,
             answer_limit,
         }
     }
@@ -84,7 +82,6 @@ impl ProtocolAdapter for McpAdapter {
         let mut exchange = McpExchange {
             catalog: self.catalog.clone(),
             sessions: self.sessions.clone(),
-            compiler: self.compiler.clone(),
             answer_limit: self.answer_limit,
             message: None,
             request: None,
@@ -137,7 +134,6 @@ fn owner_key(ctx: &wit::Context) -> String {
 struct McpExchange {
     catalog: Arc<ToolCatalog>,
     sessions: Arc<LegacySessions>,
-    compiler: Arc<MaskCompiler>,
     answer_limit: usize,
     /// The POSTed message; `None` for GET and DELETE.
     message: Option<Message>,
@@ -165,7 +161,7 @@ impl McpExchange {
     fn reviewer(&self, cx: &ResponseCx) -> Reviewer {
         Reviewer {
             chain: cx.chain.clone(),
-            compiler: self.compiler.clone(),
+            compiler: cx.compiler.clone(),
             catalog: self.catalog.clone(),
         }
     }
@@ -330,17 +326,18 @@ struct JsonAnswer {
 }
 
 impl BufferedResponse for JsonAnswer {
-    fn finish(self: Box<Self>, body: Bytes) -> BoxFuture<'static, Result<Finished, AdapterError>> {
+    fn finish(self: Box<Self>, body: Bytes) -> BoxFuture<'static, Result<Finished, ProxyError>> {
         Box::pin(async move {
             let message = Message::parse(&body).map_err(|e| {
-                AdapterError::BadUpstream(format!(
+                ProxyError::from(AdapterError::BadUpstream(format!(
                     "the MCP server's answer is not a JSON-RPC message: {e}"
-                ))
+                )))
             })?;
             if message.id().map(jsonrpc::id_key) != Some(jsonrpc::id_key(&self.pending.id)) {
                 return Err(AdapterError::BadUpstream(
                     "the MCP server answered with another request's id".into(),
-                ));
+                )
+                .into());
             }
             let (message, review) = self.reviewer.answer(message, &self.pending).await;
             Ok(Finished {

@@ -78,6 +78,8 @@ struct Exchange {
     protocol_decision: Option<ChainOutcome>,
     protocol_response: Option<serde_json::Value>,
     protocol_response_decision: Option<ChainOutcome>,
+    /// How the adapter answers a refusal of this exchange, if in its own way.
+    refuser: Option<Box<dyn adapter::Refuser>>,
 }
 
 /// What every HTTP connection shares with the rest of the gateway.
@@ -145,11 +147,21 @@ impl HttpProxy {
                 Ok(resp) => resp,
                 Err(err) => {
                     tracing::info!(code = err.code(), error = %err, "request refused");
-                    let body_json = match &self.adapter {
-                        Some(a) => a.error_body(&err, &ex.request_id, &ex.target),
-                        None => err.body_json(&ex.request_id),
+                    // The exchange's own shape first (an MCP refusal answers
+                    // the request's id), then the adapter's, then Gatehouse's.
+                    let refused = ex
+                        .refuser
+                        .as_ref()
+                        .and_then(|r| r.refuse(&err, &ex.request_id));
+                    let (status, body_json) = match (refused, &self.adapter) {
+                        (Some((status, body)), _) => (Some(status), body),
+                        (None, Some(a)) => (None, a.error_body(&err, &ex.request_id, &ex.target)),
+                        (None, None) => (None, err.body_json(&ex.request_id)),
                     };
-                    let resp = err.into_response_with(&ex.request_id, &body_json);
+                    let mut resp = err.into_response_with(&ex.request_id, &body_json);
+                    if let Some(status) = status {
+                        *resp.status_mut() = status;
+                    }
                     ex.status = Some(resp.status().as_u16());
                     let verdict = err.verdict();
                     let kind = match err {
@@ -223,6 +235,7 @@ impl HttpProxy {
             })?,
             None => None,
         };
+        ex.refuser = adapted.as_ref().and_then(|a| a.refuser());
         let wit_protocol = self
             .adapter
             .as_ref()
@@ -785,6 +798,7 @@ impl Exchange {
             protocol_decision: None,
             protocol_response: None,
             protocol_response_decision: None,
+            refuser: None,
         }
     }
 }

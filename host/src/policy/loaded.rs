@@ -274,6 +274,19 @@ impl LoadedPolicy {
         }))
     }
 
+    pub fn mcp_on_result(
+        &self,
+        ctx: &types::Context,
+        req: &mcp::McpRequest,
+        result: &str,
+    ) -> Option<Result<types::Decision, CallFailure>> {
+        let idx = self.hooks.mcp.as_ref()?;
+        Some(self.call(&ctx.request_id, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_on_result(&mut *store, ctx, req, result)
+        }))
+    }
+
     /// The names of the tools this policy hides from the caller.
     pub fn mcp_filter_tools(
         &self,

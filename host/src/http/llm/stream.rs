@@ -610,12 +610,8 @@ fn reframed(ev: &SseEvent, doc: &Value) -> SseEvent {
     }
 }
 
-fn emit(ev: &SseEvent, doc: &Value, out: &mut Vec<u8>) {
-    encode(&reframed(ev, doc), out);
-}
-
-impl BodyTransform for LlmStream {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+impl LlmStream {
+    fn push_events(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         let mut events = Vec::new();
         self.parser
             .push(chunk, &mut events)
@@ -624,6 +620,20 @@ impl BodyTransform for LlmStream {
             self.event(ev, out)?;
         }
         Ok(())
+    }
+}
+
+fn emit(ev: &SseEvent, doc: &Value, out: &mut Vec<u8>) {
+    encode(&reframed(ev, doc), out);
+}
+
+impl BodyTransform for LlmStream {
+    fn push<'a>(
+        &'a mut self,
+        chunk: &'a [u8],
+        out: &'a mut Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(std::future::ready(self.push_events(chunk, out)))
     }
 
     fn finish<'a>(&'a mut self, out: &'a mut Vec<u8>) -> BoxFuture<'a, Result<(), String>> {
