@@ -8,6 +8,7 @@
 pub mod audit_events;
 pub mod gatehouse;
 pub mod llm;
+pub mod mcp;
 pub mod oidc;
 pub mod openapi;
 pub mod pg_client;

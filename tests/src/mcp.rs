@@ -83,7 +83,11 @@ pub enum Transport {
 }
 
 impl Transport {
-    pub const ALL: [Transport; 3] = [Transport::Streamable, Transport::StreamableJson, Transport::Sse];
+    pub const ALL: [Transport; 3] = [
+        Transport::Streamable,
+        Transport::StreamableJson,
+        Transport::Sse,
+    ];
 
     fn path(self) -> &'static str {
         match self {

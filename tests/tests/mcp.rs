@@ -97,28 +97,55 @@ async fn tools_are_filtered_allowed_denied_and_masked_on_every_transport() {
                 ]),
             )
             .await;
-        let steps = out["steps"].as_array().unwrap_or_else(|| panic!("{transport:?}: {out}"));
+        let steps = out["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{transport:?}: {out}"));
 
         let names = tool_names(&steps[0]);
-        assert!(names.contains(&"echo".to_string()), "{transport:?}: {names:?}");
+        assert!(
+            names.contains(&"echo".to_string()),
+            "{transport:?}: {names:?}"
+        );
         assert!(names.contains(&"delete_records".to_string()), "{names:?}");
-        assert!(!names.contains(&"run_shell".to_string()), "{transport:?}: {names:?}");
-        assert!(!names.contains(&"admin_reset".to_string()), "{transport:?}: {names:?}");
+        assert!(
+            !names.contains(&"run_shell".to_string()),
+            "{transport:?}: {names:?}"
+        );
+        assert!(
+            !names.contains(&"admin_reset".to_string()),
+            "{transport:?}: {names:?}"
+        );
 
         assert_eq!(texts(&steps[1]), "hello", "{transport:?}: {}", steps[1]);
 
         let customer = texts(&steps[2]);
-        assert!(customer.contains("Ada Lovelace"), "{transport:?}: {customer}");
-        assert!(customer.contains("[MASKED:email]"), "{transport:?}: {customer}");
-        assert!(customer.contains("[MASKED:credit-card]"), "{transport:?}: {customer}");
-        assert!(!steps[2].to_string().contains("ada@example.com"), "{transport:?}: {}", steps[2]);
+        assert!(
+            customer.contains("Ada Lovelace"),
+            "{transport:?}: {customer}"
+        );
+        assert!(
+            customer.contains("[MASKED:email]"),
+            "{transport:?}: {customer}"
+        );
+        assert!(
+            customer.contains("[MASKED:credit-card]"),
+            "{transport:?}: {customer}"
+        );
+        assert!(
+            !steps[2].to_string().contains("ada@example.com"),
+            "{transport:?}: {}",
+            steps[2]
+        );
         assert!(!steps[2].to_string().contains("4111 1111"), "{}", steps[2]);
 
         for denied in [&steps[3], &steps[4]] {
             let e = &denied["error"];
             assert_eq!(e["code"], -32001, "{transport:?}: {denied}");
             assert!(
-                e["message"].as_str().unwrap_or_default().contains("is not allowed for your groups"),
+                e["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("is not allowed for your groups"),
                 "{transport:?}: {denied}"
             );
             assert_eq!(e["data"]["gatehouse"]["code"], "policy_denied", "{denied}");
@@ -126,12 +153,28 @@ async fn tools_are_filtered_allowed_denied_and_masked_on_every_transport() {
         }
 
         let progress = texts(&steps[5]);
-        assert!(progress.contains("2 steps done"), "{transport:?}: {progress}");
-        assert!(!steps[5].to_string().contains("ops@example.com"), "{}", steps[5]);
+        assert!(
+            progress.contains("2 steps done"),
+            "{transport:?}: {progress}"
+        );
+        assert!(
+            !steps[5].to_string().contains("ops@example.com"),
+            "{}",
+            steps[5]
+        );
 
-        let resource = steps[6]["ok"]["contents"][0]["text"].as_str().unwrap_or_default();
-        assert!(resource.contains("mode=production"), "{transport:?}: {}", steps[6]);
-        assert!(resource.contains("[MASKED:email]"), "{transport:?}: {resource}");
+        let resource = steps[6]["ok"]["contents"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            resource.contains("mode=production"),
+            "{transport:?}: {}",
+            steps[6]
+        );
+        assert!(
+            resource.contains("[MASKED:email]"),
+            "{transport:?}: {resource}"
+        );
         let prompt = &steps[7]["ok"]["messages"][0]["content"]["text"];
         assert_eq!(prompt, "Say hello to Bo.", "{transport:?}: {}", steps[7]);
     }
@@ -148,7 +191,11 @@ async fn tools_are_filtered_allowed_denied_and_masked_on_every_transport() {
         .iter()
         .find(|(_, _, d)| d["mcp"]["request"]["tool"] == "lookup_customer")
         .unwrap();
-    assert!(!masked.2.to_string().contains("ada@example.com"), "{}", masked.2);
+    assert!(
+        !masked.2.to_string().contains("ada@example.com"),
+        "{}",
+        masked.2
+    );
 }
 
 #[tokio::test]
@@ -157,7 +204,10 @@ async fn callers_outside_the_groups_see_and_call_no_tools() {
     let gh = gateway(&server.url(), "");
     let dev = gh.create_key("dev-agent", &["dev"]);
     let out = McpClient::new(&gh.url("tools", ""), &dev)
-        .run(Transport::Streamable, json!([["list_tools"], ["call", "echo", {"text": "x"}]]))
+        .run(
+            Transport::Streamable,
+            json!([["list_tools"], ["call", "echo", {"text": "x"}]]),
+        )
         .await;
     assert_eq!(tool_names(&out["steps"][0]), Vec::<String>::new(), "{out}");
     assert_eq!(out["steps"][1]["error"]["code"], -32001, "{out}");
@@ -194,7 +244,11 @@ async fn decide(gh: &Gatehouse, key: &str, id: &str, action: &str) {
         .send()
         .await
         .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap_or_default());
+    assert!(
+        resp.status().is_success(),
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
 }
 
 #[tokio::test]
@@ -220,17 +274,30 @@ async fn a_destructive_tool_call_waits_for_approval() {
         });
         let approval = waiting_approval(&gh, &olga).await;
         assert_eq!(approval["protocol"], "mcp", "{approval}");
-        assert_eq!(approval["request"]["mcp"]["tool"], "delete_records", "{approval}");
-        assert!(!call.is_finished(), "{transport:?}: the call went on before a decision");
+        assert_eq!(
+            approval["request"]["mcp"]["tool"], "delete_records",
+            "{approval}"
+        );
+        assert!(
+            !call.is_finished(),
+            "{transport:?}: the call went on before a decision"
+        );
         let id = approval["id"].as_str().unwrap().to_string();
         decide(&gh, &olga, &id, action).await;
         let out = call.await.unwrap();
         let steps = &out["steps"];
         if action == "approve" {
-            assert_eq!(texts(&steps[1]), "deleted all records of users", "{transport:?}: {out}");
+            assert_eq!(
+                texts(&steps[1]),
+                "deleted all records of users",
+                "{transport:?}: {out}"
+            );
         } else {
             assert_eq!(steps[1]["error"]["code"], -32001, "{transport:?}: {out}");
-            assert_eq!(steps[1]["error"]["data"]["gatehouse"]["code"], "approval_denied", "{out}");
+            assert_eq!(
+                steps[1]["error"]["data"]["gatehouse"]["code"], "approval_denied",
+                "{out}"
+            );
         }
         // The session goes on either way.
         assert_eq!(texts(&steps[2]), "after", "{transport:?}: {out}");
@@ -258,7 +325,13 @@ async fn bad_requests_get_json_rpc_errors_and_the_gateway_keeps_serving() {
     let gh = gateway(&server.url(), "body_limit_bytes = 4096");
     let agent = gh.create_key("mcp-agent", &["agents"]);
 
-    let (status, body) = post(&gh, &agent, "/mcp", b"{\"jsonrpc\":\"2.0\",\"id\":1,".to_vec()).await;
+    let (status, body) = post(
+        &gh,
+        &agent,
+        "/mcp",
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,".to_vec(),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["jsonrpc"], "2.0");
     assert_eq!(body["id"], Value::Null);
@@ -268,30 +341,78 @@ async fn bad_requests_get_json_rpc_errors_and_the_gateway_keeps_serving() {
     let (status, body) = post(&gh, &agent, "/mcp", batch.to_string().into_bytes()).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], -32600, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("batches"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("batches"),
+        "{body}"
+    );
 
-    let (status, body) = post(&gh, &agent, "/mcp", br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#.to_vec()).await;
+    let (status, body) = post(
+        &gh,
+        &agent,
+        "/mcp",
+        br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#.to_vec(),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("2.0"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("2.0"),
+        "{body}"
+    );
 
     let big = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
         "params": {"name": "echo", "arguments": {"text": "x".repeat(10_000)}}});
     let (status, body) = post(&gh, &agent, "/mcp", big.to_string().into_bytes()).await;
     assert_eq!(status, 413, "{body}");
     assert_eq!(body["error"]["code"], -32600, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("body_limit_bytes"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("body_limit_bytes"),
+        "{body}"
+    );
 
     // A legacy POST into a session nobody opened.
     let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string();
-    let (status, body) = post(&gh, &agent, "/messages/?session_id=0123456789abcdef", msg.into_bytes()).await;
+    let (status, body) = post(
+        &gh,
+        &agent,
+        "/messages/?session_id=0123456789abcdef",
+        msg.into_bytes(),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("no open MCP session"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no open MCP session"),
+        "{body}"
+    );
 
-    // Still serving.
-    let out = McpClient::new(&gh.url("tools", ""), &agent)
-        .run(Transport::Streamable, json!([["call", "echo", {"text": "still here"}]]))
+    // Still serving. A tool nobody listed through Gatehouse yet is refused
+    // (mcp-guard's `unknown_tools`), and callable once listed.
+    let client = McpClient::new(&gh.url("tools", ""), &agent);
+    let out = client
+        .run(
+            Transport::Streamable,
+            json!([["call", "echo", {"text": "unlisted"}]]),
+        )
         .await;
-    assert_eq!(texts(&out["steps"][0]), "still here", "{out}");
+    let message = out["steps"][0]["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("list the tools"), "{out}");
+    let out = client
+        .run(
+            Transport::Streamable,
+            json!([["list_tools"], ["call", "echo", {"text": "still here"}]]),
+        )
+        .await;
+    assert_eq!(texts(&out["steps"][1]), "still here", "{out}");
 }
 
 #[tokio::test]
@@ -326,7 +447,13 @@ async fn a_legacy_session_belongs_to_the_caller_who_opened_it() {
     let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
     let (status, body) = post(&gh, &mallory, &endpoint, msg.clone().into_bytes()).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("another caller"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another caller"),
+        "{body}"
+    );
     drop(resp);
 }
 
@@ -336,7 +463,9 @@ async fn broken_server(answer: &'static str) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let mut got = Vec::new();
@@ -378,7 +507,11 @@ async fn broken_answers_become_json_rpc_errors() {
         (bad_json, "not a JSON-RPC message"),
     ] {
         let gh = GatehouseBuilder::new()
-            .policy("guard", "mcp-guard", Some(json!({"unknown_tools": "allow"})))
+            .policy(
+                "guard",
+                "mcp-guard",
+                Some(json!({"unknown_tools": "allow"})),
+            )
             .config(&mcp_connection(&upstream, ""))
             .start();
         let key = gh.create_key("mcp-agent", &["agents"]);
@@ -400,7 +533,13 @@ async fn broken_answers_become_json_rpc_errors() {
         let error: Value = serde_json::from_str(error_line).unwrap();
         assert_eq!(error["id"], 5, "{text}");
         assert_eq!(error["error"]["code"], -32001, "{text}");
-        assert!(error["error"]["message"].as_str().unwrap().contains(expected), "{text}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(expected),
+            "{text}"
+        );
     }
 }
 
@@ -420,7 +559,10 @@ async fn answers_over_the_limit_are_refused() {
         let steps = &out["steps"];
         assert_eq!(steps[1]["error"]["code"], -32001, "{transport:?}: {out}");
         assert!(
-            steps[1]["error"]["message"].as_str().unwrap_or_default().contains("limit"),
+            steps[1]["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("limit"),
             "{transport:?}: {out}"
         );
         assert_eq!(texts(&steps[2]).len(), 1000, "{transport:?}: {out}");

@@ -30,8 +30,8 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::adapter::{
-    AdapterError, AdapterExchange, BufferedResponse, ChainHook, Finished, ProtocolAdapter,
-    Refuser, RequestView, ResponseCx, ResponsePlan,
+    AdapterError, AdapterExchange, BufferedResponse, ChainHook, Finished, ProtocolAdapter, Refuser,
+    RequestView, ResponseCx, ResponsePlan,
 };
 use super::body::{BodyTransform, StreamReport};
 use super::errors::ProxyError;
@@ -92,7 +92,8 @@ impl ProtocolAdapter for McpAdapter {
         if req.parts.method != Method::POST {
             return Ok(Some(Box::new(exchange)));
         }
-        let message = Message::parse(req.body).map_err(|e| AdapterError::BadRequest(e.to_string()))?;
+        let message =
+            Message::parse(req.body).map_err(|e| AdapterError::BadRequest(e.to_string()))?;
         let legacy = session_from_query(req.parts.uri.query());
         let session_id = legacy.clone().or_else(|| {
             req.parts
@@ -123,7 +124,12 @@ impl ProtocolAdapter for McpAdapter {
 /// A JSON-RPC error that carries Gatehouse's own error object as its data.
 fn refusal(id: Value, code: i64, err: &ProxyError, request_id: &str) -> Message {
     let data = err.body_json(request_id)["error"].take();
-    error_response(id, code, &err.to_string(), Some(json!({ "gatehouse": data })))
+    error_response(
+        id,
+        code,
+        &err.to_string(),
+        Some(json!({ "gatehouse": data })),
+    )
 }
 
 /// The key of a caller a legacy session is bound to.
@@ -271,7 +277,10 @@ impl AdapterExchange for McpExchange {
             );
             Ok(ResponsePlan::Stream(Box::new(stream)))
         } else if json_body {
-            Ok(ResponsePlan::Buffered(Box::new(JsonAnswer { pending, reviewer })))
+            Ok(ResponsePlan::Buffered(Box::new(JsonAnswer {
+                pending,
+                reviewer,
+            })))
         } else {
             Err(AdapterError::BadUpstream(format!(
                 "the MCP server answered a request with content type {content_type:?}, which is neither JSON nor an event stream"

@@ -51,7 +51,11 @@ impl ToolCatalog {
 pub fn tool_info(tool: &Value) -> Option<ToolInfo> {
     let name = tool.get("name")?.as_str()?.to_string();
     let annotations = tool.get("annotations");
-    let hint = |key: &str| annotations.and_then(|a| a.get(key)).and_then(Value::as_bool);
+    let hint = |key: &str| {
+        annotations
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_bool)
+    };
     let read_only = hint("readOnlyHint").unwrap_or(false);
     Some(ToolInfo {
         name,

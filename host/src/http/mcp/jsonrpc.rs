@@ -87,7 +87,9 @@ impl Message {
             if let Some(p) = &params
                 && !(p.is_object() || p.is_array())
             {
-                return Err(JsonRpcError::Invalid("\"params\" must be an object or an array"));
+                return Err(JsonRpcError::Invalid(
+                    "\"params\" must be an object or an array",
+                ));
             }
             return Ok(match id {
                 Some(id) => Message::Request { id, method, params },
@@ -108,9 +110,9 @@ impl Message {
     /// The id of a request or a response.
     pub fn id(&self) -> Option<&Value> {
         match self {
-            Message::Request { id, .. } | Message::Response { id, .. } | Message::Error { id, .. } => {
-                Some(id)
-            }
+            Message::Request { id, .. }
+            | Message::Response { id, .. }
+            | Message::Error { id, .. } => Some(id),
             Message::Notification { .. } => None,
         }
     }
@@ -169,10 +171,14 @@ mod tests {
         let m = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
         assert_eq!(
             m,
-            Message::Request { id: json!(1), method: "tools/list".into(), params: None }
+            Message::Request {
+                id: json!(1),
+                method: "tools/list".into(),
+                params: None
+            }
         );
-        let m = Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-            .unwrap();
+        let m =
+            Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert!(matches!(m, Message::Notification { .. }));
         let m = Message::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
         assert_eq!(m.id(), Some(&json!("a")));
@@ -191,8 +197,7 @@ mod tests {
         assert!(e.to_string().contains("2.0"), "{e}");
         let e = Message::parse(br#"{"jsonrpc":"2.0","id":{},"method":"a"}"#).unwrap_err();
         assert!(e.to_string().contains("id"), "{e}");
-        let e = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"a","params":3}"#)
-            .unwrap_err();
+        let e = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"a","params":3}"#).unwrap_err();
         assert!(e.to_string().contains("params"), "{e}");
         let e = Message::parse(br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{}}"#).unwrap_err();
         assert_eq!(e.code(), code::INVALID_REQUEST);

@@ -139,7 +139,10 @@ mod tests {
             session_from_endpoint("/messages/?session_id=abc123").as_deref(),
             Some("abc123")
         );
-        assert_eq!(session_from_query(Some("x=1&session_id=z")).as_deref(), Some("z"));
+        assert_eq!(
+            session_from_query(Some("x=1&session_id=z")).as_deref(),
+            Some("z")
+        );
         assert_eq!(session_from_query(Some("session_id=")), None);
         assert_eq!(session_from_endpoint("not a uri at all \u{0}"), None);
     }
@@ -149,8 +152,14 @@ mod tests {
         let s = LegacySessions::default();
         let (_session, _rx) = s.open("abc", "alice");
         assert!(s.get("abc", "alice").is_ok());
-        assert_eq!(s.get("abc", "mallory").err(), Some(SessionError::NotOwner("abc".into())));
+        assert_eq!(
+            s.get("abc", "mallory").err(),
+            Some(SessionError::NotOwner("abc".into()))
+        );
         s.close("abc");
-        assert_eq!(s.get("abc", "alice").err(), Some(SessionError::Unknown("abc".into())));
+        assert_eq!(
+            s.get("abc", "alice").err(),
+            Some(SessionError::Unknown("abc".into()))
+        );
     }
 }

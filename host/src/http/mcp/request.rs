@@ -72,7 +72,8 @@ mod tests {
     #[test]
     fn tool_calls_name_the_tool_and_what_was_listed() {
         let catalog = ToolCatalog::default();
-        catalog.learn(&json!({"tools": [{"name": "rm", "annotations": {"destructiveHint": true}}]}));
+        catalog
+            .learn(&json!({"tools": [{"name": "rm", "annotations": {"destructiveHint": true}}]}));
         let m = parse(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
             "params": {"name": "rm", "arguments": {"path": "/"}}}));
         let r = policy_request(&m, Some("s"), &catalog).unwrap();
@@ -85,13 +86,21 @@ mod tests {
     #[test]
     fn resources_and_prompts_have_a_target() {
         let catalog = ToolCatalog::default();
-        let m = parse(json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read",
-            "params": {"uri": "file:///etc/passwd"}}));
+        let m = parse(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read",
+            "params": {"uri": "file:///etc/passwd"}}),
+        );
         let r = policy_request(&m, None, &catalog).unwrap();
         assert_eq!(r.target.as_deref(), Some("file:///etc/passwd"));
         let m = parse(json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get",
             "params": {"name": "greeting", "arguments": {}}}));
-        assert_eq!(policy_request(&m, None, &catalog).unwrap().target.as_deref(), Some("greeting"));
+        assert_eq!(
+            policy_request(&m, None, &catalog)
+                .unwrap()
+                .target
+                .as_deref(),
+            Some("greeting")
+        );
         let m = parse(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
         assert!(policy_request(&m, None, &catalog).is_none());
     }

@@ -252,9 +252,15 @@ mod tests {
         assert_eq!(end, Ok(()));
         assert_eq!(items[0], Item::Comment(" ping".into()));
         let Item::Event(e) = &items[1] else { panic!() };
-        assert_eq!((e.kind(), e.data.as_str()), ("endpoint", "/messages/?session_id=1"));
+        assert_eq!(
+            (e.kind(), e.data.as_str()),
+            ("endpoint", "/messages/?session_id=1")
+        );
         let Item::Event(e) = &items[2] else { panic!() };
-        assert_eq!((e.data.as_str(), e.id.as_deref()), ("first\nsecond", Some("7")));
+        assert_eq!(
+            (e.data.as_str(), e.id.as_deref()),
+            ("first\nsecond", Some("7"))
+        );
         let Item::Event(e) = &items[3] else { panic!() };
         assert_eq!(e.data, "");
         let Item::Event(e) = &items[4] else { panic!() };
@@ -274,16 +280,24 @@ mod tests {
     fn oversized_events_are_skipped_and_named() {
         let mut d = Decoder::new(16);
         let mut out = Vec::new();
-        d.push(b"data: {\"id\":7,\"result\":\"0123456789\"}\n\ndata: ok\n\n", &mut out)
-            .unwrap();
+        d.push(
+            b"data: {\"id\":7,\"result\":\"0123456789\"}\n\ndata: ok\n\n",
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 2, "{out:?}");
-        let Item::Oversized(head) = &out[0] else { panic!("{out:?}") };
+        let Item::Oversized(head) = &out[0] else {
+            panic!("{out:?}")
+        };
         assert!(head.starts_with("{\"id\":7"), "{head}");
         assert_eq!(out[1], Item::Event(Event::message("ok".into())));
         let mut d = Decoder::new(8);
         let mut out = Vec::new();
         d.push(b"data: 0123\ndata: 456789\n\n", &mut out).unwrap();
-        assert!(matches!(&out[0], Item::Oversized(h) if h == "0123\n456789"), "{out:?}");
+        assert!(
+            matches!(&out[0], Item::Oversized(h) if h == "0123\n456789"),
+            "{out:?}"
+        );
         assert_eq!(d.finish(), Ok(()));
         let mut d = Decoder::new(8);
         d.push(b"data: 0123456789", &mut out).unwrap();
@@ -299,7 +313,12 @@ mod tests {
                 proptest::option::of("[a-z0-9]{0,6}"),
                 proptest::option::of(0u64..100_000),
             )
-                .prop_map(|(event, data, id, retry)| Item::Event(Event { event, data, id, retry })),
+                .prop_map(|(event, data, id, retry)| Item::Event(Event {
+                    event,
+                    data,
+                    id,
+                    retry
+                })),
         ]
     }
 

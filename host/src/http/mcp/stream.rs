@@ -170,7 +170,10 @@ impl EventStream {
                 .and_then(|(id, s)| s.answered(&id_key(&id))),
         };
         let Some(pending) = pending else {
-            tracing::warn!(limit = self.limit, "dropped an oversized event from the MCP server");
+            tracing::warn!(
+                limit = self.limit,
+                "dropped an oversized event from the MCP server"
+            );
             return;
         };
         self.answered = true;
@@ -268,7 +271,10 @@ mod tests {
 
     #[test]
     fn ids_are_found_at_the_start_of_a_cut_message() {
-        assert_eq!(sniff_id(r#"{"jsonrpc":"2.0","id":7,"result":{"con"#), Some(json!(7)));
+        assert_eq!(
+            sniff_id(r#"{"jsonrpc":"2.0","id":7,"result":{"con"#),
+            Some(json!(7))
+        );
         assert_eq!(sniff_id(r#"{"id" : "a-1", "res"#), Some(json!("a-1")));
         assert_eq!(sniff_id(r#"{"jsonrpc":"2.0","result":"#), None);
         assert_eq!(sniff_id(r#"{"id":{"#), None);
