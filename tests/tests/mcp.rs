@@ -54,6 +54,26 @@ fn gateway(upstream: &str, extra: &str) -> Gatehouse {
         .start()
 }
 
+/// The server, a gateway in front of it, and the SDK client with an
+/// agent's key.
+struct Setup {
+    _server: McpServer,
+    gh: Gatehouse,
+    client: McpClient,
+}
+
+fn setup(extra: &str) -> Setup {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), extra);
+    let agent = gh.create_key("mcp-agent", &["agents"]);
+    let client = McpClient::new(&gh.url("tools", ""), &agent);
+    Setup {
+        _server: server,
+        gh,
+        client,
+    }
+}
+
 fn texts(step: &Value) -> String {
     step["ok"]["content"]
         .as_array()
@@ -77,10 +97,7 @@ fn tool_names(step: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn tools_are_filtered_allowed_denied_and_masked_on_every_transport() {
-    let server = McpServer::start();
-    let gh = gateway(&server.url(), "");
-    let agent = gh.create_key("mcp-agent", &["agents"]);
-    let client = McpClient::new(&gh.url("tools", ""), &agent);
+    let Setup { gh, client, .. } = setup("");
     for transport in Transport::ALL {
         let out = client
             .run(
@@ -545,10 +562,7 @@ async fn broken_answers_become_json_rpc_errors() {
 
 #[tokio::test]
 async fn answers_over_the_limit_are_refused() {
-    let server = McpServer::start();
-    let gh = gateway(&server.url(), "json_mask_limit_bytes = 65536");
-    let agent = gh.create_key("mcp-agent", &["agents"]);
-    let client = McpClient::new(&gh.url("tools", ""), &agent);
+    let Setup { client, .. } = setup("json_mask_limit_bytes = 65536");
     for transport in Transport::ALL {
         let out = client
             .run(

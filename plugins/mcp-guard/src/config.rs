@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use gatehouse_sdk::MaskRule;
 use gatehouse_sdk::settings::fields::{
-    array, check_keys, key_path, mask_rule, object, opt_bool, opt_string, opt_u32, string_list,
+    array, check_keys, check_mask_patterns, key_path, mask_rule, object, opt_bool, opt_string,
+    opt_u32, settings_object, string_list,
 };
-use gatehouse_sdk::types::MaskTarget;
 use serde_json::{Map, Value};
 
 /// The approval timeout when `timeout_secs` is absent.
@@ -95,23 +95,13 @@ impl Config {
 /// from `validate-config`.
 pub fn validate(json: &str) -> Result<Config, String> {
     let config = parse(json)?;
-    for (i, rule) in config.mask_results.iter().enumerate() {
-        if let MaskTarget::Pattern(p) = &rule.target {
-            regex_syntax::parse(p)
-                .map_err(|e| format!("mask_results[{i}].pattern: invalid regex: {e}"))?;
-        }
-    }
+    check_mask_patterns("mask_results", &config.mask_results)?;
     Ok(config)
 }
 
 /// Parses the settings JSON (`""` counts as `{}`).
 pub fn parse(json: &str) -> Result<Config, String> {
-    let json = if json.trim().is_empty() { "{}" } else { json };
-    let value: Value =
-        serde_json::from_str(json).map_err(|e| format!("settings are not valid JSON: {e}"))?;
-    let Value::Object(top) = value else {
-        return Err("settings: expected a JSON object".into());
-    };
+    let top = settings_object(json)?;
     check_keys(
         "settings",
         &top,
