@@ -97,7 +97,7 @@ fn tool_names(step: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn tools_are_filtered_allowed_denied_and_masked_on_every_transport() {
-    let Setup { gh, client, .. } = setup("");
+    let Setup { _server, gh, client } = setup("");
     for transport in Transport::ALL {
         let out = client
             .run(
@@ -562,7 +562,7 @@ async fn broken_answers_become_json_rpc_errors() {
 
 #[tokio::test]
 async fn answers_over_the_limit_are_refused() {
-    let Setup { client, .. } = setup("json_mask_limit_bytes = 65536");
+    let Setup { _server, gh: _gh, client } = setup("json_mask_limit_bytes = 65536");
     for transport in Transport::ALL {
         let out = client
             .run(
