@@ -97,7 +97,11 @@ fn tool_names(step: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn tools_are_filtered_allowed_denied_and_masked_on_every_transport() {
-    let Setup { _server, gh, client } = setup("");
+    let Setup {
+        _server,
+        gh,
+        client,
+    } = setup("");
     for transport in Transport::ALL {
         let out = client
             .run(
@@ -231,15 +235,7 @@ async fn callers_outside_the_groups_see_and_call_no_tools() {
 }
 
 async fn approvals(gh: &Gatehouse, key: &str) -> Vec<Value> {
-    let v: Value = gatehouse_tests::http_client()
-        .get(gh.admin_url("/v1/approvals?status=waiting"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = gh.admin_get(key, "/v1/approvals?status=waiting").await;
     v["approvals"].as_array().cloned().unwrap_or_default()
 }
 
@@ -562,7 +558,11 @@ async fn broken_answers_become_json_rpc_errors() {
 
 #[tokio::test]
 async fn answers_over_the_limit_are_refused() {
-    let Setup { _server, gh: _gh, client } = setup("json_mask_limit_bytes = 65536");
+    let Setup {
+        _server,
+        gh: _gh,
+        client,
+    } = setup("json_mask_limit_bytes = 65536");
     for transport in Transport::ALL {
         let out = client
             .run(
