@@ -1,7 +1,7 @@
 # Entry points: `make demo` and `make test` on a fresh machine.
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
-GUESTS := http-guard sql-guard secrets pii allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe fixture-probe
+GUESTS := http-guard sql-guard secrets pii llm-guard mcp-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe fixture-probe
 GUEST_FLAGS := $(foreach g,$(GUESTS),-p $(g))
 
 .PHONY: all toolchain plugins oidc-harness console-harness py-deps build test demo bench bench-pg fmt lint clean
@@ -14,9 +14,9 @@ toolchain:
 plugins: toolchain
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(GUEST_FLAGS)
 
-# psycopg for the PostgreSQL tests and componentize-py for the Python policy
-# skeleton's test (PyPI), in a venv under target/.
-py-deps: target/py/.psycopg-3.3.9 target/py/.componentize-py-0.25.1
+# psycopg for the PostgreSQL tests, componentize-py for the Python policy
+# skeleton's test, and the LLM and MCP SDKs (PyPI), in a venv under target/.
+py-deps: target/py/.psycopg-3.3.9 target/py/.componentize-py-0.25.1 target/py/.llm-sdks-openai-3.57.0-anthropic-2.14.0 target/py/.mcp-1.30.0
 
 target/py/.psycopg-3.3.9:
 	python3 -m venv target/py
@@ -25,6 +25,18 @@ target/py/.psycopg-3.3.9:
 
 target/py/.componentize-py-0.25.1: target/py/.psycopg-3.3.9
 	target/py/bin/pip install --quiet --disable-pip-version-check "componentize-py==0.25.1"
+	touch $@
+
+# The official OpenAI and Anthropic SDKs for the LLM tests (PyPI).
+target/py/.llm-sdks-openai-3.57.0-anthropic-2.14.0: target/py/.psycopg-3.3.9
+	target/py/bin/pip install --quiet --disable-pip-version-check "openai==3.57.0" "anthropic==2.14.0"
+	touch $@
+
+# The official MCP SDK (server and client) for the MCP tests (PyPI). The 1.x
+# line: the protocol revisions with sessions (Mcp-Session-Id) and the legacy
+# HTTP+SSE transport, which the gateway must handle.
+target/py/.mcp-1.30.0: target/py/.psycopg-3.3.9
+	target/py/bin/pip install --quiet --disable-pip-version-check "mcp==1.30.0"
 	touch $@
 
 # The real OpenID provider the identity tests run against (npm registry).

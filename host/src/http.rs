@@ -3,10 +3,13 @@
 //! authenticate → decode into a policy event → run the chain → apply the
 //! decision in HTTP terms (403, masks, forward) → record.
 
+pub mod adapter;
 pub mod body;
 pub mod errors;
 pub mod event;
 pub mod listener;
+pub mod llm;
+pub mod mcp;
 pub mod proxy;
 pub mod upstream;
 

@@ -285,6 +285,17 @@ impl Gatehouse {
         format!("http://{}{path}", self.addrs["admin"])
     }
 
+    /// `GET` on the admin API as `key`, the answer as JSON (`null` if it is not JSON).
+    pub async fn admin_get(&self, key: &str, path: &str) -> serde_json::Value {
+        let resp = crate::http_client()
+            .get(self.admin_url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("the admin API answers");
+        resp.json().await.unwrap_or(serde_json::Value::Null)
+    }
+
     /// What the gateway has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("gatehouse.log")).unwrap_or_default()

@@ -7,6 +7,8 @@
 
 pub mod audit_events;
 pub mod gatehouse;
+pub mod llm;
+pub mod mcp;
 pub mod oidc;
 pub mod openapi;
 pub mod pg_client;

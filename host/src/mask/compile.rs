@@ -39,6 +39,7 @@ pub struct TextMatcher {
 }
 
 /// Compiled masks for one event.
+#[derive(Clone)]
 pub struct CompiledMasks {
     pub headers: Vec<(String, MaskMethod)>,
     pub json_pointers: Vec<(String, MaskMethod)>,

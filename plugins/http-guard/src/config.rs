@@ -3,7 +3,8 @@
 
 use gatehouse_sdk::MaskRule;
 use gatehouse_sdk::settings::fields::{
-    array, check_keys, key_path, mask_rule, object, opt_string, opt_u32, string_list,
+    array, check_keys, check_mask_patterns, key_path, mask_rule, object, opt_string, opt_u32,
+    settings_object, string_list,
 };
 use regex_lite::Regex;
 use serde_json::{Map, Value};
@@ -78,29 +79,15 @@ impl Matcher {
 /// parser the host compiles them with. Run once, from `validate-config`.
 pub fn validate(json: &str) -> Result<Config, String> {
     let config = parse(json)?;
-    for (name, list) in [
-        ("mask_response", &config.mask_response),
-        ("mask_request", &config.mask_request),
-    ] {
-        for (i, rule) in list.iter().enumerate() {
-            if let gatehouse_sdk::types::MaskTarget::Pattern(p) = &rule.target {
-                regex_syntax::parse(p)
-                    .map_err(|e| format!("{name}[{i}].pattern: invalid regex: {e}"))?;
-            }
-        }
-    }
+    check_mask_patterns("mask_response", &config.mask_response)?;
+    check_mask_patterns("mask_request", &config.mask_request)?;
     Ok(config)
 }
 
 /// Parses the settings JSON (`""` counts as `{}`). Cheap enough to run in
 /// every fresh instance.
 pub fn parse(json: &str) -> Result<Config, String> {
-    let json = if json.trim().is_empty() { "{}" } else { json };
-    let value: Value =
-        serde_json::from_str(json).map_err(|e| format!("settings are not valid JSON: {e}"))?;
-    let Value::Object(top) = value else {
-        return Err("settings: expected a JSON object".into());
-    };
+    let top = settings_object(json)?;
     check_keys(
         "settings",
         &top,

@@ -181,3 +181,27 @@ pub fn mask_method(v: Option<&Value>, path: &str) -> Result<MaskMethod, String> 
         Some(_) => Err(format!("{path}: expected a string or an object")),
     }
 }
+
+/// The settings JSON as its top-level object (`""` counts as `{}`).
+pub fn settings_object(json: &str) -> Result<Map<String, Value>, String> {
+    let json = if json.trim().is_empty() { "{}" } else { json };
+    let value: Value =
+        serde_json::from_str(json).map_err(|e| format!("settings are not valid JSON: {e}"))?;
+    match value {
+        Value::Object(top) => Ok(top),
+        _ => Err("settings: expected a JSON object".into()),
+    }
+}
+
+/// Parses every `pattern` rule of `rules` (read from `key`) with the parser
+/// the host compiles it with, so a bad one fails at load, not on the first
+/// request.
+pub fn check_mask_patterns(key: &str, rules: &[MaskRule]) -> Result<(), String> {
+    for (i, rule) in rules.iter().enumerate() {
+        if let crate::types::MaskTarget::Pattern(p) = &rule.target {
+            regex_syntax::parse(p)
+                .map_err(|e| format!("{key}[{i}].pattern: invalid regex: {e}"))?;
+        }
+    }
+    Ok(())
+}

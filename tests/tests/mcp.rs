@@ -1,0 +1,584 @@
+//! MCP through Gatehouse, with the official Python SDK's client and a server
+//! built with the SDK (FastMCP), over streamable HTTP (event-stream and JSON
+//! answers) and the legacy HTTP+SSE transport: tool calls allowed, denied,
+//! held for approval and masked; `tools/list` filtered; and the failure
+//! paths: malformed JSON-RPC, batches, bodies over the limit, answers over
+//! the limit, truncated and malformed event streams, sessions that are not
+//! the caller's.
+
+use std::time::Duration;
+
+use gatehouse_tests::audit_events::events;
+use gatehouse_tests::mcp::{McpClient, McpServer, Transport};
+use gatehouse_tests::{Gatehouse, GatehouseBuilder};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Agents may call the read-only tools and `delete_records` (destructive,
+/// so held for `ops`); `run_shell` is denied outright; `admin_reset` is not
+/// theirs, so they do not see it. Results are masked.
+fn guard() -> Value {
+    json!({
+        "groups": {
+            "agents": {"allow": ["echo", "lookup_*", "progress_report", "big_report", "delete_records", "run_shell"],
+                       "deny": ["run_shell"]},
+            "ops": {"allow": ["*"], "deny": ["run_shell"]}
+        },
+        "approve_destructive": {"approver_groups": ["ops"], "timeout_secs": 60},
+        "mask_results": [{"detector": "email"}, {"detector": "credit-card"}]
+    })
+}
+
+fn mcp_connection(upstream: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[connections]]
+name = "tools"
+protocol = "mcp"
+listen = "127.0.0.1:0"
+upstream = "{upstream}"
+policies = ["guard"]
+{extra}
+[connections.credential]
+header = "x-upstream-token"
+secret = {{ env = "GATEHOUSE_UPSTREAM_TOKEN" }}
+"#
+    )
+}
+
+fn gateway(upstream: &str, extra: &str) -> Gatehouse {
+    GatehouseBuilder::new()
+        .policy("guard", "mcp-guard", Some(guard()))
+        .config(&mcp_connection(upstream, extra))
+        .admin_groups(&["admins"])
+        .start()
+}
+
+/// The server, a gateway in front of it, and the SDK client with an
+/// agent's key.
+struct Setup {
+    _server: McpServer,
+    gh: Gatehouse,
+    client: McpClient,
+}
+
+fn setup(extra: &str) -> Setup {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), extra);
+    let agent = gh.create_key("mcp-agent", &["agents"]);
+    let client = McpClient::new(&gh.url("tools", ""), &agent);
+    Setup {
+        _server: server,
+        gh,
+        client,
+    }
+}
+
+fn texts(step: &Value) -> String {
+    step["ok"]["content"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+fn tool_names(step: &Value) -> Vec<String> {
+    step["ok"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tool list: {step}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn tools_are_filtered_allowed_denied_and_masked_on_every_transport() {
+    let Setup {
+        _server,
+        gh,
+        client,
+    } = setup("");
+    for transport in Transport::ALL {
+        let out = client
+            .run(
+                transport,
+                json!([
+                    ["list_tools"],
+                    ["call", "echo", {"text": "hello"}],
+                    ["call", "lookup_customer", {"customer_id": "7"}],
+                    ["call", "run_shell", {"command": "rm -rf /"}],
+                    ["call", "admin_reset", {}],
+                    ["call", "progress_report", {"steps": 2}],
+                    ["read", "config://app"],
+                    ["prompt", "greeting", {"name": "Bo"}]
+                ]),
+            )
+            .await;
+        let steps = out["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{transport:?}: {out}"));
+
+        let names = tool_names(&steps[0]);
+        assert!(
+            names.contains(&"echo".to_string()),
+            "{transport:?}: {names:?}"
+        );
+        assert!(names.contains(&"delete_records".to_string()), "{names:?}");
+        assert!(
+            !names.contains(&"run_shell".to_string()),
+            "{transport:?}: {names:?}"
+        );
+        assert!(
+            !names.contains(&"admin_reset".to_string()),
+            "{transport:?}: {names:?}"
+        );
+
+        assert_eq!(texts(&steps[1]), "hello", "{transport:?}: {}", steps[1]);
+
+        let customer = texts(&steps[2]);
+        assert!(
+            customer.contains("Ada Lovelace"),
+            "{transport:?}: {customer}"
+        );
+        assert!(
+            customer.contains("[MASKED:email]"),
+            "{transport:?}: {customer}"
+        );
+        assert!(
+            customer.contains("[MASKED:credit-card]"),
+            "{transport:?}: {customer}"
+        );
+        assert!(
+            !steps[2].to_string().contains("ada@example.com"),
+            "{transport:?}: {}",
+            steps[2]
+        );
+        assert!(!steps[2].to_string().contains("4111 1111"), "{}", steps[2]);
+
+        for denied in [&steps[3], &steps[4]] {
+            let e = &denied["error"];
+            assert_eq!(e["code"], -32001, "{transport:?}: {denied}");
+            assert!(
+                e["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("is not allowed for your groups"),
+                "{transport:?}: {denied}"
+            );
+            assert_eq!(e["data"]["gatehouse"]["code"], "policy_denied", "{denied}");
+            assert_eq!(e["data"]["gatehouse"]["policy"], "guard", "{denied}");
+        }
+
+        let progress = texts(&steps[5]);
+        assert!(
+            progress.contains("2 steps done"),
+            "{transport:?}: {progress}"
+        );
+        assert!(
+            !steps[5].to_string().contains("ops@example.com"),
+            "{}",
+            steps[5]
+        );
+
+        let resource = steps[6]["ok"]["contents"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            resource.contains("mode=production"),
+            "{transport:?}: {}",
+            steps[6]
+        );
+        assert!(
+            resource.contains("[MASKED:email]"),
+            "{transport:?}: {resource}"
+        );
+        let prompt = &steps[7]["ok"]["messages"][0]["content"]["text"];
+        assert_eq!(prompt, "Say hello to Bo.", "{transport:?}: {}", steps[7]);
+    }
+
+    // The audit trail has each call in MCP terms, with its decision.
+    let recorded = events(&gh, "http.exchange");
+    let denied = recorded
+        .iter()
+        .find(|(_, _, d)| d["mcp"]["request"]["tool"] == "run_shell")
+        .unwrap_or_else(|| panic!("no run_shell record"));
+    assert_eq!(denied.0, "deny");
+    assert_eq!(denied.2["decisions"]["protocol_request"]["verdict"], "deny");
+    let masked = recorded
+        .iter()
+        .find(|(_, _, d)| d["mcp"]["request"]["tool"] == "lookup_customer")
+        .unwrap();
+    assert!(
+        !masked.2.to_string().contains("ada@example.com"),
+        "{}",
+        masked.2
+    );
+}
+
+#[tokio::test]
+async fn callers_outside_the_groups_see_and_call_no_tools() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "");
+    let dev = gh.create_key("dev-agent", &["dev"]);
+    let out = McpClient::new(&gh.url("tools", ""), &dev)
+        .run(
+            Transport::Streamable,
+            json!([["list_tools"], ["call", "echo", {"text": "x"}]]),
+        )
+        .await;
+    assert_eq!(tool_names(&out["steps"][0]), Vec::<String>::new(), "{out}");
+    assert_eq!(out["steps"][1]["error"]["code"], -32001, "{out}");
+}
+
+async fn approvals(gh: &Gatehouse, key: &str) -> Vec<Value> {
+    let v = gh.admin_get(key, "/v1/approvals?status=waiting").await;
+    v["approvals"].as_array().cloned().unwrap_or_default()
+}
+
+async fn waiting_approval(gh: &Gatehouse, key: &str) -> Value {
+    for _ in 0..300 {
+        if let Some(a) = approvals(gh, key).await.into_iter().next() {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no approval came up");
+}
+
+async fn decide(gh: &Gatehouse, key: &str, id: &str, action: &str) {
+    let resp = gatehouse_tests::http_client()
+        .post(gh.admin_url(&format!("/v1/approvals/{id}/{action}")))
+        .bearer_auth(key)
+        .json(&json!({"reason": "checked by a test"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn a_destructive_tool_call_waits_for_approval() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "");
+    let agent = gh.create_key("mcp-agent", &["agents"]);
+    let olga = gh.create_person_key("olga", &["ops"]);
+    for (transport, action) in [
+        (Transport::Streamable, "approve"),
+        (Transport::StreamableJson, "deny"),
+        (Transport::Sse, "approve"),
+        (Transport::Sse, "deny"),
+    ] {
+        let client = McpClient::new(&gh.url("tools", ""), &agent);
+        let call = tokio::spawn(async move {
+            client
+                .run(
+                    transport,
+                    json!([["list_tools"], ["call", "delete_records", {"table": "users"}], ["call", "echo", {"text": "after"}]]),
+                )
+                .await
+        });
+        let approval = waiting_approval(&gh, &olga).await;
+        assert_eq!(approval["protocol"], "mcp", "{approval}");
+        assert_eq!(
+            approval["request"]["mcp"]["tool"], "delete_records",
+            "{approval}"
+        );
+        assert!(
+            !call.is_finished(),
+            "{transport:?}: the call went on before a decision"
+        );
+        let id = approval["id"].as_str().unwrap().to_string();
+        decide(&gh, &olga, &id, action).await;
+        let out = call.await.unwrap();
+        let steps = &out["steps"];
+        if action == "approve" {
+            assert_eq!(
+                texts(&steps[1]),
+                "deleted all records of users",
+                "{transport:?}: {out}"
+            );
+        } else {
+            assert_eq!(steps[1]["error"]["code"], -32001, "{transport:?}: {out}");
+            assert_eq!(
+                steps[1]["error"]["data"]["gatehouse"]["code"], "approval_denied",
+                "{out}"
+            );
+        }
+        // The session goes on either way.
+        assert_eq!(texts(&steps[2]), "after", "{transport:?}: {out}");
+    }
+}
+
+/// POSTs a raw body to the connection's streamable endpoint.
+async fn post(gh: &Gatehouse, key: &str, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let resp = gatehouse_tests::http_client()
+        .post(gh.url("tools", path))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_rpc_errors_and_the_gateway_keeps_serving() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "body_limit_bytes = 4096");
+    let agent = gh.create_key("mcp-agent", &["agents"]);
+
+    let (status, body) = post(
+        &gh,
+        &agent,
+        "/mcp",
+        b"{\"jsonrpc\":\"2.0\",\"id\":1,".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["jsonrpc"], "2.0");
+    assert_eq!(body["id"], Value::Null);
+    assert_eq!(body["error"]["code"], -32700, "{body}");
+
+    let batch = json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}]);
+    let (status, body) = post(&gh, &agent, "/mcp", batch.to_string().into_bytes()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("batches"),
+        "{body}"
+    );
+
+    let (status, body) = post(
+        &gh,
+        &agent,
+        "/mcp",
+        br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("2.0"),
+        "{body}"
+    );
+
+    let big = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "x".repeat(10_000)}}});
+    let (status, body) = post(&gh, &agent, "/mcp", big.to_string().into_bytes()).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("body_limit_bytes"),
+        "{body}"
+    );
+
+    // A legacy POST into a session nobody opened.
+    let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string();
+    let (status, body) = post(
+        &gh,
+        &agent,
+        "/messages/?session_id=0123456789abcdef",
+        msg.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no open MCP session"),
+        "{body}"
+    );
+
+    // Still serving. A tool nobody listed through Gatehouse yet is refused
+    // (mcp-guard's `unknown_tools`), and callable once listed.
+    let client = McpClient::new(&gh.url("tools", ""), &agent);
+    let out = client
+        .run(
+            Transport::Streamable,
+            json!([["call", "echo", {"text": "unlisted"}]]),
+        )
+        .await;
+    let message = out["steps"][0]["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("list the tools"), "{out}");
+    let out = client
+        .run(
+            Transport::Streamable,
+            json!([["list_tools"], ["call", "echo", {"text": "still here"}]]),
+        )
+        .await;
+    assert_eq!(texts(&out["steps"][1]), "still here", "{out}");
+}
+
+#[tokio::test]
+async fn a_legacy_session_belongs_to_the_caller_who_opened_it() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "");
+    let alice = gh.create_key("alice-agent", &["agents"]);
+    let mallory = gh.create_key("mallory-agent", &["agents"]);
+    let resp = gatehouse_tests::http_client()
+        .get(gh.url("tools", "/sse"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut resp = resp;
+    let mut seen = String::new();
+    while !seen.contains("session_id=") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("the endpoint event")
+            .unwrap()
+            .expect("more of the stream");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let endpoint = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let msg = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}).to_string();
+    let (status, body) = post(&gh, &mallory, &endpoint, msg.clone().into_bytes()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another caller"),
+        "{body}"
+    );
+    drop(resp);
+}
+
+/// A server that answers every POST with `answer` and closes.
+async fn broken_server(answer: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                // The head and the JSON body; enough for these tests.
+                while !String::from_utf8_lossy(&got).contains("}") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = sock.write_all(answer.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn broken_answers_become_json_rpc_errors() {
+    let truncated = broken_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"ada@exa",
+    )
+    .await;
+    let garbage = broken_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\ndata: this is not json\n\n",
+    )
+    .await;
+    let bad_json = broken_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 9\r\nconnection: close\r\n\r\n{\"jsonrpc",
+    )
+    .await;
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "x"}}})
+    .to_string();
+    for (upstream, expected) in [
+        (truncated, "ended in the middle of an event"),
+        (garbage, "not a JSON-RPC message"),
+        (bad_json, "not a JSON-RPC message"),
+    ] {
+        let gh = GatehouseBuilder::new()
+            .policy(
+                "guard",
+                "mcp-guard",
+                Some(json!({"unknown_tools": "allow"})),
+            )
+            .config(&mcp_connection(&upstream, ""))
+            .start();
+        let key = gh.create_key("mcp-agent", &["agents"]);
+        let resp = gatehouse_tests::http_client()
+            .post(gh.url("tools", "/mcp"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(call.clone())
+            .send()
+            .await
+            .unwrap();
+        let text = resp.text().await.unwrap_or_default();
+        assert!(!text.contains("ada@exa"), "{text}");
+        let error_line = text
+            .lines()
+            .map(|l| l.strip_prefix("data: ").unwrap_or(l))
+            .find(|l| l.contains("\"error\""))
+            .unwrap_or_else(|| panic!("no JSON-RPC error in {text:?}"));
+        let error: Value = serde_json::from_str(error_line).unwrap();
+        assert_eq!(error["id"], 5, "{text}");
+        assert_eq!(error["error"]["code"], -32001, "{text}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(expected),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn answers_over_the_limit_are_refused() {
+    let Setup {
+        _server,
+        gh: _gh,
+        client,
+    } = setup("json_mask_limit_bytes = 65536");
+    for transport in Transport::ALL {
+        let out = client
+            .run(
+                transport,
+                json!([["list_tools"], ["call", "big_report", {"size": 200000}], ["call", "big_report", {"size": 1000}]]),
+            )
+            .await;
+        let steps = &out["steps"];
+        assert_eq!(steps[1]["error"]["code"], -32001, "{transport:?}: {out}");
+        assert!(
+            steps[1]["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("limit"),
+            "{transport:?}: {out}"
+        );
+        assert_eq!(texts(&steps[2]).len(), 1000, "{transport:?}: {out}");
+    }
+}
