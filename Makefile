@@ -1,7 +1,7 @@
 # Entry points: `make demo` and `make test` on a fresh machine.
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
-GUESTS := http-guard sql-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe
+GUESTS := http-guard sql-guard k8s-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe
 GUEST_FLAGS := $(foreach g,$(GUESTS),-p $(g))
 
 .PHONY: all toolchain plugins oidc-harness console-harness py-deps build test demo bench bench-pg fmt lint clean
