@@ -6,6 +6,7 @@
 pub mod body;
 pub mod errors;
 pub mod event;
+pub mod kubernetes;
 pub mod listener;
 pub mod proxy;
 pub mod upstream;
