@@ -419,6 +419,31 @@ fn check_http_url(url: &str) -> Result<(), String> {
 pub enum ProtocolKind {
     Http,
     Postgres,
+    /// HTTP with the LLM adapter (OpenAI-compatible and Anthropic APIs).
+    Llm,
+    /// HTTP with the MCP adapter (JSON-RPC over streamable HTTP).
+    Mcp,
+    /// HTTP with the Kubernetes API adapter.
+    Kubernetes,
+}
+
+impl ProtocolKind {
+    /// Whether the connection is served by the HTTP proxy (with or
+    /// without a protocol adapter).
+    pub fn is_http(self) -> bool {
+        !matches!(self, ProtocolKind::Postgres)
+    }
+
+    /// The name used in configs, audit records and the policy's context.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtocolKind::Http => "http",
+            ProtocolKind::Postgres => "postgres",
+            ProtocolKind::Llm => "llm",
+            ProtocolKind::Mcp => "mcp",
+            ProtocolKind::Kubernetes => "kubernetes",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -452,6 +477,10 @@ pub struct ConnectionConfig {
     /// Largest JSON body that `json-pointer` masks will hold in memory.
     #[serde(default = "default_json_mask_limit")]
     pub json_mask_limit_bytes: usize,
+    /// Largest request body a protocol adapter (llm, mcp, kubernetes) reads
+    /// whole; a bigger one it needs is refused, never passed unchecked.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
     /// PostgreSQL specifics; required when `protocol = "postgres"`.
     pub postgres: Option<PostgresSettings>,
 }
@@ -528,6 +557,9 @@ fn default_inspect() -> usize {
 }
 fn default_json_mask_limit() -> usize {
     8 * 1024 * 1024
+}
+fn default_body_limit() -> usize {
+    4 * 1024 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -722,8 +754,8 @@ impl Config {
                 .parse()
                 .map_err(|e| (key("upstream"), format!("not a URL: {e}")))?;
             match (c.protocol, uri.scheme_str()) {
-                (ProtocolKind::Http, Some("http") | Some("https")) => {}
-                (ProtocolKind::Http, _) => {
+                (p, Some("http") | Some("https")) if p.is_http() => {}
+                (p, _) if p.is_http() => {
                     return Err((
                         key("upstream"),
                         "must start with http:// or https://".into(),
@@ -743,7 +775,7 @@ impl Config {
                         ));
                     }
                 }
-                (ProtocolKind::Postgres, _) => {
+                (_, _) => {
                     return Err((
                         key("upstream"),
                         "must look like postgres://HOST:PORT".into(),
@@ -792,13 +824,13 @@ impl Config {
                         ));
                     }
                 }
-                (ProtocolKind::Http, Some(_)) => {
+                (_, Some(_)) => {
                     return Err((
                         key("postgres"),
                         "is only for protocol = \"postgres\"".into(),
                     ));
                 }
-                (ProtocolKind::Http, None) => {}
+                (_, None) => {}
             }
             for (j, p) in c.policies.iter().enumerate() {
                 if p.is_empty() || p.contains(['/', '\\', '.']) {
@@ -810,6 +842,9 @@ impl Config {
             }
             if c.upstream_timeout_ms == 0 {
                 return Err((key("upstream_timeout_ms"), "must be at least 1".into()));
+            }
+            if c.body_limit_bytes < 1024 {
+                return Err((key("body_limit_bytes"), "must be at least 1024".into()));
             }
             if let Some(cred) = &c.credential {
                 http::HeaderName::from_bytes(cred.header.as_bytes()).map_err(|_| {

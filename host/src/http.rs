@@ -3,6 +3,7 @@
 //! authenticate → decode into a policy event → run the chain → apply the
 //! decision in HTTP terms (403, masks, forward) → record.
 
+pub mod adapter;
 pub mod body;
 pub mod errors;
 pub mod event;

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::admin::{self, AdminState};
 use crate::approval::{ApprovalStore, Approvals};
 use crate::audit::{AuditSink, AuditStore};
-use crate::config::{Config, ProtocolKind};
+use crate::config::Config;
 use crate::http::{HttpProxy, serve_connection};
 use crate::identity::{ApiKeys, Authenticator, OidcVerifier};
 use crate::mask::MaskCompiler;
@@ -91,7 +91,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
         .collect();
     for c in &config.connections {
         match c.protocol {
-            ProtocolKind::Http => {
+            p if p.is_http() => {
                 let chain = PolicyChain::new(c.policies.clone(), registry.clone(), metrics.clone());
                 let shared = crate::http::proxy::Shared {
                     auth: auth.clone(),
@@ -124,7 +124,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> anyhow:
                     shutdown.clone(),
                 ));
             }
-            ProtocolKind::Postgres => {
+            _ => {
                 let chain = PolicyChain::new(c.policies.clone(), registry.clone(), metrics.clone());
                 let proxy = PgProxy::new(
                     c,

@@ -26,7 +26,7 @@ impl ConnectionInfo {
     pub fn from_config(c: &ConnectionConfig) -> ConnectionInfo {
         ConnectionInfo {
             name: c.name.clone(),
-            protocol: format!("{:?}", c.protocol).to_ascii_lowercase(),
+            protocol: c.protocol.name().to_string(),
             listen: c.listen.to_string(),
             upstream: upstream_origin(&c.upstream),
             policies: c.policies.clone(),

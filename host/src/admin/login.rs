@@ -48,9 +48,7 @@ impl LoginDirectory {
                 .iter()
                 .map(|c| LoginConnection {
                     name: c.name.clone(),
-                    // `ProtocolKind` is `rename_all = "lowercase"` on its
-                    // variant names, which is exactly their lowercased Debug form.
-                    protocol: format!("{:?}", c.protocol).to_ascii_lowercase(),
+                    protocol: c.protocol.name().to_string(),
                     listen: c.listen.to_string(),
                 })
                 .collect(),

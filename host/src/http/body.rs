@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use futures_util::stream;
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, StreamBody};
@@ -98,10 +99,53 @@ impl Capture {
     }
 }
 
+/// A streaming rewrite of a body, chunk by chunk, that may end with an
+/// asynchronous step (a policy call on what went through).
+pub trait BodyTransform: Send {
+    /// Feeds a chunk and appends to `out` what may go out now. An error
+    /// ends the body: the client gets what [`BodyTransform::failure`] renders.
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+    /// The body ended: appends the rest.
+    fn finish<'a>(&'a mut self, out: &'a mut Vec<u8>) -> BoxFuture<'a, Result<(), String>>;
+    /// What to send after a failure, in the protocol's framing (e.g. an
+    /// error event); nothing by default.
+    fn failure(&mut self, _reason: &str) -> Vec<u8> {
+        Vec::new()
+    }
+    /// How many matches were masked so far.
+    fn masked(&self) -> u64;
+    /// The adapter's account of the exchange, once the body ended.
+    fn report(&mut self) -> Option<StreamReport> {
+        None
+    }
+}
+
+/// What a transform reports for the audit record.
+pub struct StreamReport {
+    pub detail: serde_json::Value,
+    pub decision: Option<crate::policy::chain::ChainOutcome>,
+}
+
+impl BodyTransform for StreamMasker {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        StreamMasker::push(self, chunk, out);
+        Ok(())
+    }
+
+    fn finish<'a>(&'a mut self, out: &'a mut Vec<u8>) -> BoxFuture<'a, Result<(), String>> {
+        StreamMasker::finish(self, out);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn masked(&self) -> u64 {
+        self.masked
+    }
+}
+
 /// Streams `body` to the caller through `matcher` (when any), and calls
 /// `done` with the capture once the body ended, failed or the caller left.
 pub fn stream_masked<B>(
-    mut body: B,
+    body: B,
     matcher: Option<(Arc<TextMatcher>, Arc<[u8]>)>,
     capture_limit: usize,
     done: impl FnOnce(Capture) + Send + 'static,
@@ -110,19 +154,44 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
+    let transform =
+        matcher.map(|(m, key)| Box::new(StreamMasker::new(m, key)) as Box<dyn BodyTransform>);
+    stream_transformed(body, transform, capture_limit, move |capture, _| {
+        done(capture)
+    })
+}
+
+/// Streams `body` to the caller through `transform` (when any), and calls
+/// `done` with the capture and the transform's report once the body ended,
+/// failed or the caller left.
+pub fn stream_transformed<B>(
+    mut body: B,
+    mut transform: Option<Box<dyn BodyTransform>>,
+    capture_limit: usize,
+    done: impl FnOnce(Capture, Option<StreamReport>) + Send + 'static,
+) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(8);
     tokio::spawn(async move {
-        let mut masker = matcher.map(|(m, key)| StreamMasker::new(m, key));
         let mut capture = Capture::new(capture_limit);
         loop {
             match body.frame().await {
                 Some(Ok(frame)) => {
                     let frame = match frame.into_data() {
                         Ok(data) => {
-                            let out = match masker.as_mut() {
-                                Some(m) => {
+                            let out = match transform.as_mut() {
+                                Some(t) => {
                                     let mut out = Vec::with_capacity(data.len());
-                                    m.push(&data, &mut out);
+                                    if let Err(e) = t.push(&data, &mut out) {
+                                        out.extend_from_slice(&t.failure(&e));
+                                        capture.add(&out);
+                                        capture.error = Some(e);
+                                        let _ = tx.send(Ok(Frame::data(Bytes::from(out)))).await;
+                                        break;
+                                    }
                                     Bytes::from(out)
                                 }
                                 None => data,
@@ -149,14 +218,18 @@ where
                 }
                 None => {
                     let mut tail = Vec::new();
-                    if let Some(m) = masker.as_mut() {
-                        m.finish(&mut tail);
+                    if let Some(t) = transform.as_mut() {
+                        if let Err(e) = t.finish(&mut tail).await {
+                            tail.extend_from_slice(&t.failure(&e));
+                            capture.error = Some(e);
+                        }
                     }
                     capture.add(&tail);
-                    capture.masked = masker.as_ref().map(|m| m.masked).unwrap_or(0);
+                    capture.masked = transform.as_ref().map(|t| t.masked()).unwrap_or(0);
+                    let report = transform.as_mut().and_then(|t| t.report());
                     // Record before the last bytes go out, so the record exists
                     // by the time the caller has the whole response.
-                    done(capture);
+                    done(capture, report);
                     if !tail.is_empty() {
                         let _ = tx.send(Ok(Frame::data(Bytes::from(tail)))).await;
                     }
@@ -164,8 +237,9 @@ where
                 }
             }
         }
-        capture.masked = masker.as_ref().map(|m| m.masked).unwrap_or(0);
-        done(capture);
+        capture.masked = transform.as_ref().map(|t| t.masked()).unwrap_or(0);
+        let report = transform.as_mut().and_then(|t| t.report());
+        done(capture, report);
     });
     let frames = Box::pin(stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|f| (f, rx))

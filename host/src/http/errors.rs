@@ -165,7 +165,17 @@ impl ProxyError {
     }
 
     pub fn into_response(&self, request_id: &str) -> Response<ProxyBody> {
-        let body = serde_json::to_vec(&self.body_json(request_id)).unwrap_or_default();
+        self.into_response_with(request_id, &self.body_json(request_id))
+    }
+
+    /// The response with `body` (a protocol adapter's shape of this error)
+    /// instead of Gatehouse's own; status and headers stay the same.
+    pub fn into_response_with(
+        &self,
+        request_id: &str,
+        body: &serde_json::Value,
+    ) -> Response<ProxyBody> {
+        let body = serde_json::to_vec(body).unwrap_or_default();
         let mut resp = Response::new(
             Full::new(Bytes::from(body))
                 .map_err(|e| match e {})

@@ -19,6 +19,7 @@ pub fn context(
     session: &SessionMeta,
     labels: &[(String, String)],
     request_id: &str,
+    protocol: wit::Protocol,
 ) -> wit::Context {
     wit::Context {
         principal: wit::Principal {
@@ -38,7 +39,7 @@ pub fn context(
         session: wit::Session {
             id: session.id.clone(),
             connection: session.connection.clone(),
-            protocol: wit::Protocol::Http,
+            protocol,
             client_addr: session.client_addr.clone(),
         },
         labels: labels.to_vec(),

@@ -15,6 +15,9 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::ProxyBody;
+use super::adapter::{
+    self, AdapterExchange, ProtocolAdapter, RequestView, ResponseCx, ResponsePlan,
+};
 use super::body::{self, Capture};
 use super::errors::ProxyError;
 use super::event::{self, SessionMeta};
@@ -43,6 +46,12 @@ pub struct HttpProxy {
     json_limit: usize,
     upstream_timeout: std::time::Duration,
     capture_limit: usize,
+    /// The protocol on top of HTTP, if any (`protocol = "llm"`, ...).
+    adapter: Option<Arc<dyn ProtocolAdapter>>,
+    /// `body_limit_bytes`: how much of a body the adapter may read whole.
+    body_limit: usize,
+    /// `http`, or the adapter's protocol: what records and approvals say.
+    protocol: &'static str,
 }
 
 /// Everything known about an exchange, gathered as it goes and recorded once.
@@ -63,6 +72,12 @@ struct Exchange {
     record_masks: Option<Arc<CompiledMasks>>,
     /// When the request was held: the approval it went by and how it ended.
     approval: Option<(String, ApprovalOutcome)>,
+    /// The adapter's view of the request (masked), its hook's decision, and
+    /// what it reported of the response.
+    protocol_request: Option<serde_json::Value>,
+    protocol_decision: Option<ChainOutcome>,
+    protocol_response: Option<serde_json::Value>,
+    protocol_response_decision: Option<ChainOutcome>,
 }
 
 /// What every HTTP connection shares with the rest of the gateway.
@@ -86,7 +101,11 @@ impl HttpProxy {
             approvals,
             capture_limit,
         } = shared;
+        let adapter = adapter::for_connection(c)?;
         Ok(Self {
+            protocol: adapter.as_ref().map_or("http", |a| a.protocol()),
+            adapter,
+            body_limit: c.body_limit_bytes,
             name: c.name.clone(),
             labels: c
                 .labels
@@ -126,7 +145,11 @@ impl HttpProxy {
                 Ok(resp) => resp,
                 Err(err) => {
                     tracing::info!(code = err.code(), error = %err, "request refused");
-                    let resp = err.into_response(&ex.request_id);
+                    let body_json = match &self.adapter {
+                        Some(a) => a.error_body(&err, &ex.request_id, &ex.target),
+                        None => err.body_json(&ex.request_id),
+                    };
+                    let resp = err.into_response_with(&ex.request_id, &body_json);
                     ex.status = Some(resp.status().as_u16());
                     let verdict = err.verdict();
                     let kind = match err {
@@ -137,9 +160,7 @@ impl HttpProxy {
                         _ => EventKind::HttpExchange,
                     };
                     let mut body = Capture::new(self.capture_limit);
-                    body.add(
-                        &serde_json::to_vec(&err.body_json(&ex.request_id)).unwrap_or_default(),
-                    );
+                    body.add(&serde_json::to_vec(&body_json).unwrap_or_default());
                     let backlog_full = matches!(
                         err,
                         ProxyError::AuditUnavailable(crate::audit::AuditUnavailable::BacklogFull(
@@ -176,11 +197,43 @@ impl HttpProxy {
 
         let principal = self.authenticate(&parts.headers, ex).await?;
         tracing::Span::current().record("principal", principal.subject.as_str());
-        let prefix = body::read_prefix(&mut incoming, self.inspect_limit)
+        let needs_body = self.adapter.as_ref().is_some_and(|a| a.needs_body(&parts));
+        let limit = if needs_body {
+            self.body_limit
+        } else {
+            self.inspect_limit
+        };
+        let prefix = body::read_prefix(&mut incoming, limit)
             .await
             .map_err(|e| ProxyError::BadRequest(format!("could not read the request body: {e}")))?;
+        if needs_body && !prefix.complete {
+            return Err(ProxyError::TooLarge(format!(
+                "this {} request must be read whole to be checked, and its body is over body_limit_bytes ({limit} bytes)",
+                self.protocol
+            )));
+        }
         let prefix_bytes = prefix.bytes();
-        let ctx = event::context(&principal, session, &self.labels, &ex.request_id);
+        let mut adapted: Option<Box<dyn AdapterExchange>> = match &self.adapter {
+            Some(a) => a.decode(RequestView {
+                parts: &parts,
+                body: &prefix_bytes,
+                body_complete: prefix.complete,
+            })?,
+            None => None,
+        };
+        let wit_protocol = self
+            .adapter
+            .as_ref()
+            .map_or(crate::policy::bindings::types::Protocol::Http, |a| {
+                a.wit_protocol()
+            });
+        let ctx = event::context(
+            &principal,
+            session,
+            &self.labels,
+            &ex.request_id,
+            wit_protocol,
+        );
         let wit_req = Arc::new(event::request(
             &parts,
             self.upstream.scheme(),
@@ -191,39 +244,59 @@ impl HttpProxy {
         ));
         let ctx = Arc::new(ctx);
 
-        // Request phase.
+        // Request phase: the plain `http` hook, then the protocol's own.
         let outcome = self
             .run_chain({
                 let (ctx, r) = (ctx.clone(), wit_req.clone());
                 move |p| p.http_on_request(&ctx, &r)
             })
             .await?;
-        let request_masks = outcome.masks.clone();
-        let verdict = outcome.verdict.clone();
+        let mut request_masks = outcome.masks.clone();
+        let mut verdict = outcome.verdict.clone();
         ex.request_decision = Some(outcome);
-        match verdict {
-            // Held until people decide; only an approval goes on. What
-            // approvers see, and what is recorded, is masked like the request.
-            Verdict::RequireApproval { policy, approval } => {
-                ex.record_masks = Some(self.compile(&request_masks, true)?);
-                let held = hold::Held {
-                    session,
-                    principal: &principal,
-                    parts: &parts,
-                    body: &prefix_bytes,
-                    complete: prefix.complete,
-                };
-                self.hold(held, policy, approval, ex).await?;
-            }
-            v => self.check_verdict(v)?,
+        if let Some(a) = adapted
+            .as_ref()
+            .filter(|_| !matches!(verdict, Verdict::Deny { .. }))
+        {
+            let hook = a.request_hook(ctx.clone());
+            let outcome = self.run_chain(move |p| hook(p)).await?;
+            request_masks.extend(outcome.masks.iter().cloned());
+            verdict = verdict.or(outcome.verdict.clone());
+            ex.protocol_decision = Some(outcome);
         }
-        let req_compiled = self.compile(&request_masks, false)?;
+        if let Verdict::Deny { .. } = verdict {
+            self.check_verdict(verdict.clone())?;
+        }
         // What is recorded from here on is masked like the request itself.
         ex.record_masks = Some(self.compile(&request_masks, true)?);
-
+        let req_compiled = self.compile(&request_masks, false)?;
+        // The adapter masks inside its protocol's fields; `None` when it
+        // left the body as it was.
+        let rewritten = match adapted.as_mut() {
+            Some(a) => {
+                let b = a.mask_request(&req_compiled)?;
+                ex.protocol_request = Some(a.describe());
+                b
+            }
+            None => None,
+        };
+        // Held until people decide; only an approval goes on. What
+        // approvers see, and what is recorded, is masked like the request.
+        if let Verdict::RequireApproval { policy, approval } = verdict {
+            let held = hold::Held {
+                session,
+                principal: &principal,
+                parts: &parts,
+                body: rewritten.as_deref().unwrap_or(&prefix_bytes),
+                complete: prefix.complete,
+                protocol: self.protocol,
+                detail: ex.protocol_request.clone(),
+            };
+            self.hold(held, policy, approval, ex).await?;
+        }
         // What the upstream will see, recorded with masks applied.
         let mut captured_req = Capture::new(self.capture_limit);
-        captured_req.add(&prefix_bytes);
+        captured_req.add(rewritten.as_deref().unwrap_or(&prefix_bytes));
         captured_req.truncated |= !prefix.complete;
         ex.request_body = Some(captured_req);
 
@@ -233,7 +306,20 @@ impl HttpProxy {
                     .unwrap_or(HeaderValue::from_static("[MASKED]"));
             }
         }
-        let upstream_body = if req_compiled.json_pointers.is_empty() {
+        if rewritten.is_some() && !prefix.complete {
+            return Err(ProxyError::Internal(format!(
+                "the {} adapter rewrote a body it had not read whole",
+                self.protocol
+            )));
+        }
+        let upstream_body = if adapted.is_some() && prefix.complete {
+            // The adapter read the body whole and masked it field by field.
+            let bytes = rewritten.unwrap_or(prefix_bytes);
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Full::new(Bytes::from(bytes))
+                .map_err(|e| match e {})
+                .boxed_unsync()
+        } else if req_compiled.json_pointers.is_empty() {
             body::request_body(
                 prefix,
                 incoming,
@@ -317,6 +403,28 @@ impl HttpProxy {
         if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
             rparts.headers.insert("x-gatehouse-request-id", v);
         }
+        let plan = match adapted.as_mut() {
+            Some(a) => a.response(
+                rparts.status,
+                &rparts.headers,
+                ResponseCx {
+                    chain: self.chain.clone(),
+                    ctx: ctx.clone(),
+                    masks: compiled.clone(),
+                    rules: all_masks.clone().into(),
+                    compiler: self.masks.clone(),
+                    literals: self.credential_literals().into(),
+                    started: ex.started,
+                },
+            )?,
+            None => ResponsePlan::PassThrough,
+        };
+        if encoded && !matches!(plan, ResponsePlan::PassThrough) {
+            return Err(ProxyError::MaskFailed(format!(
+                "the upstream sent a compressed body although identity encoding was asked for; the {} adapter cannot read it",
+                self.protocol
+            )));
+        }
 
         let this = self.clone();
         let session = session.clone();
@@ -325,6 +433,84 @@ impl HttpProxy {
         } else {
             "allow"
         };
+        match plan {
+            ResponsePlan::PassThrough => {}
+            ResponsePlan::Buffered(buffered) => {
+                let bytes = Limited::new(rbody, self.json_limit)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        ProxyError::MaskFailed(format!(
+                            "the {} adapter reads this response whole, which must then be at most {} bytes (json_mask_limit_bytes): {e}",
+                            self.protocol, self.json_limit
+                        ))
+                    })?
+                    .to_bytes();
+                let finished = buffered.finish(bytes).await?;
+                ex.protocol_response = Some(finished.detail);
+                let verdict = finished.decision.as_ref().map(|d| d.verdict.clone());
+                ex.protocol_response_decision = finished.decision;
+                if let Some(v) = verdict {
+                    self.check_verdict(v)?;
+                }
+                rparts.headers.remove(http::header::CONTENT_LENGTH);
+                let mut capture = Capture::new(self.capture_limit);
+                capture.add(&finished.body);
+                let ex_owned = std::mem::replace(ex, ex.placeholder());
+                self.metrics.request(&self.name, allowed);
+                self.record(
+                    &session,
+                    ex_owned,
+                    EventKind::HttpExchange,
+                    allowed,
+                    Some(capture),
+                    None,
+                );
+                return Ok(Response::from_parts(
+                    rparts,
+                    Full::new(Bytes::from(finished.body))
+                        .map_err(|e| match e {})
+                        .boxed_unsync(),
+                ));
+            }
+            ResponsePlan::Stream(transform) => {
+                rparts.headers.remove(http::header::CONTENT_LENGTH);
+                let mut ex_owned = std::mem::replace(ex, ex.placeholder());
+                let body = body::stream_transformed(
+                    rbody,
+                    Some(transform),
+                    self.capture_limit,
+                    move |capture, report| {
+                        let mut verdict = if capture.error.is_some() {
+                            "error"
+                        } else {
+                            allowed
+                        };
+                        if let Some(report) = report {
+                            if report
+                                .decision
+                                .as_ref()
+                                .is_some_and(|d| matches!(d.verdict, Verdict::Deny { .. }))
+                            {
+                                verdict = "deny";
+                            }
+                            ex_owned.protocol_response = Some(report.detail);
+                            ex_owned.protocol_response_decision = report.decision;
+                        }
+                        this.metrics.request(&this.name, verdict);
+                        this.record(
+                            &session,
+                            ex_owned,
+                            EventKind::HttpExchange,
+                            verdict,
+                            Some(capture),
+                            None,
+                        );
+                    },
+                );
+                return Ok(Response::from_parts(rparts, body));
+            }
+        }
         let ex_owned = std::mem::replace(ex, ex.placeholder());
         if !compiled.json_pointers.is_empty() {
             let limited = Limited::new(rbody, self.json_limit);
@@ -420,10 +606,7 @@ impl HttpProxy {
         > + Send
         + 'static,
     ) -> Result<ChainOutcome, ProxyError> {
-        let chain = self.chain.clone();
-        tokio::task::spawn_blocking(move || chain.run(hook))
-            .await
-            .map_err(|e| ProxyError::Internal(format!("policy chain task failed: {e}")))
+        adapter::run_chain(&self.chain, hook).await
     }
 
     fn check_verdict(&self, verdict: Verdict) -> Result<(), ProxyError> {
@@ -445,13 +628,23 @@ impl HttpProxy {
         rules: &[MaskRule],
         with_credential: bool,
     ) -> Result<Arc<CompiledMasks>, ProxyError> {
-        let literals: Vec<String> = match (&self.upstream.credential, with_credential) {
-            (Some(c), true) => vec![c.secret.clone()],
-            _ => vec![],
+        let literals = if with_credential {
+            self.credential_literals()
+        } else {
+            vec![]
         };
         self.masks
             .compile(rules, &literals)
             .map_err(|e| ProxyError::MaskFailed(e.to_string()))
+    }
+
+    /// The held credential, as a literal mask.
+    fn credential_literals(&self) -> Vec<String> {
+        self.upstream
+            .credential
+            .as_ref()
+            .map(|c| vec![c.secret.clone()])
+            .unwrap_or_default()
     }
 
     fn record(
@@ -528,11 +721,19 @@ impl HttpProxy {
         if let Some((id, outcome)) = &ex.approval {
             detail["approval"] = json!({"id": id, "outcome": outcome});
         }
+        if self.adapter.is_some() {
+            detail["decisions"]["protocol_request"] = json!(ex.protocol_decision);
+            detail["decisions"]["protocol_response"] = json!(ex.protocol_response_decision);
+            detail[self.protocol] = json!({
+                "request": ex.protocol_request,
+                "response": ex.protocol_response,
+            });
+        }
         self.audit.record_event(AuditEvent {
             session: SessionInfo {
                 id: session.id.clone(),
                 connection: session.connection.clone(),
-                protocol: "http".into(),
+                protocol: self.protocol.into(),
                 client_addr: session.client_addr.clone(),
                 started_at_ms: session.started_at_ms,
             },
@@ -570,6 +771,10 @@ impl Exchange {
             response_headers: vec![],
             record_masks: None,
             approval: None,
+            protocol_request: None,
+            protocol_decision: None,
+            protocol_response: None,
+            protocol_response_decision: None,
         }
     }
 }

@@ -32,6 +32,21 @@ pub enum Verdict {
     },
 }
 
+impl Verdict {
+    /// The stronger of two verdicts on the same event (the `http` hook's and
+    /// a protocol hook's): a deny, then an approval, else allow. Ties keep
+    /// `self`.
+    pub fn or(self, other: Verdict) -> Verdict {
+        match (&self, &other) {
+            (Verdict::Deny { .. }, _) => self,
+            (_, Verdict::Deny { .. }) => other,
+            (Verdict::RequireApproval { .. }, _) => self,
+            (_, Verdict::RequireApproval { .. }) => other,
+            _ => self,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ChainOutcome {
     #[serde(flatten)]
@@ -176,6 +191,56 @@ impl PolicyChain {
     }
 }
 
+/// What a chain hides from a listing (MCP `filter-tools`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "hide")]
+pub enum Hidden {
+    /// These names, from every policy that answered.
+    Names {
+        names: std::collections::BTreeSet<String>,
+    },
+    /// Everything: a policy could not answer and fails closed (or is not
+    /// loaded), so nothing it might hide may be shown.
+    All { policy: Arc<str>, reason: String },
+}
+
+impl PolicyChain {
+    /// Asks each policy through `hook` for names to hide and unites the
+    /// answers. Blocking: call it from a blocking thread.
+    pub fn hidden(
+        &self,
+        hook: impl Fn(&LoadedPolicy) -> Option<Result<Vec<String>, CallFailure>>,
+    ) -> Hidden {
+        let snapshot = self.registry.snapshot();
+        let mut names = std::collections::BTreeSet::new();
+        for name in self.names.iter() {
+            let Some(policy) = snapshot.get(name.as_str()) else {
+                self.metrics
+                    .policy_failure(name, CallFailure::NotLoaded.kind());
+                return Hidden::All {
+                    policy: Arc::from(name.as_str()),
+                    reason: format!("policy {name} is not loaded"),
+                };
+            };
+            match hook(policy) {
+                None => {}
+                Some(Ok(hidden)) => names.extend(hidden),
+                Some(Err(failure)) => {
+                    tracing::warn!(policy = %policy.name, failure = %failure, "policy call failed");
+                    self.metrics.policy_failure(&policy.name, failure.kind());
+                    if policy.limits.on_failure == FailureMode::Closed {
+                        return Hidden::All {
+                            policy: policy.name.clone(),
+                            reason: format!("policy {} failed: {failure}", policy.name),
+                        };
+                    }
+                }
+            }
+        }
+        Hidden::Names { names }
+    }
+}
+
 fn outcome_label(o: &Outcome) -> &'static str {
     match o {
         Outcome::Allow => "allow",
@@ -307,6 +372,32 @@ mod tests {
             })
             .collect();
         assert_eq!(pats, ["one", "two"]);
+    }
+
+    #[test]
+    fn stronger_verdict_wins() {
+        let deny = || Verdict::Deny {
+            policy: Arc::from("p"),
+            reason: "no".into(),
+        };
+        let held = || Verdict::RequireApproval {
+            policy: Arc::from("q"),
+            approval: match approval() {
+                Outcome::RequireApproval(a) => a,
+                _ => unreachable!(),
+            },
+        };
+        assert!(matches!(Verdict::Allow.or(deny()), Verdict::Deny { .. }));
+        assert!(matches!(held().or(deny()), Verdict::Deny { .. }));
+        assert!(matches!(
+            Verdict::Allow.or(held()),
+            Verdict::RequireApproval { .. }
+        ));
+        assert!(matches!(
+            held().or(Verdict::Allow),
+            Verdict::RequireApproval { .. }
+        ));
+        assert!(matches!(Verdict::Allow.or(Verdict::Allow), Verdict::Allow));
     }
 
     #[test]

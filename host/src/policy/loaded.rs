@@ -234,3 +234,68 @@ fn protocol_name(p: types::Protocol) -> &'static str {
         types::Protocol::Mysql => "mysql",
     }
 }
+
+/// The hooks of the protocols that ride on HTTP (see `http/adapter.rs`).
+impl LoadedPolicy {
+    pub fn llm_on_request(
+        &self,
+        ctx: &types::Context,
+        req: &llm::LlmRequest,
+    ) -> Option<Result<types::Decision, CallFailure>> {
+        let idx = self.hooks.llm.as_ref()?;
+        Some(self.call(&ctx.request_id, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_on_request(&mut *store, ctx, req)
+        }))
+    }
+
+    pub fn llm_on_response(
+        &self,
+        ctx: &types::Context,
+        req: &llm::LlmRequest,
+        resp: &llm::LlmResponse,
+    ) -> Option<Result<types::Decision, CallFailure>> {
+        let idx = self.hooks.llm.as_ref()?;
+        Some(self.call(&ctx.request_id, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_on_response(&mut *store, ctx, req, resp)
+        }))
+    }
+
+    pub fn mcp_on_request(
+        &self,
+        ctx: &types::Context,
+        req: &mcp::McpRequest,
+    ) -> Option<Result<types::Decision, CallFailure>> {
+        let idx = self.hooks.mcp.as_ref()?;
+        Some(self.call(&ctx.request_id, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_on_request(&mut *store, ctx, req)
+        }))
+    }
+
+    /// The names of the tools this policy hides from the caller.
+    pub fn mcp_filter_tools(
+        &self,
+        ctx: &types::Context,
+        tools: &[mcp::ToolInfo],
+    ) -> Option<Result<Vec<String>, CallFailure>> {
+        let idx = self.hooks.mcp.as_ref()?;
+        Some(self.call(&ctx.request_id, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_filter_tools(&mut *store, ctx, tools)
+        }))
+    }
+
+    pub fn kubernetes_on_request(
+        &self,
+        ctx: &types::Context,
+        req: &kubernetes::KubernetesRequest,
+    ) -> Option<Result<types::Decision, CallFailure>> {
+        let idx = self.hooks.kubernetes.as_ref()?;
+        Some(self.call(&ctx.request_id, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_on_request(&mut *store, ctx, req)
+        }))
+    }
+}

@@ -15,9 +15,13 @@ pub fn context(
     labels: &[(String, String)],
     request_id: &str,
 ) -> wit::Context {
-    let mut ctx = crate::http::event::context(principal, session, labels, request_id);
-    ctx.session.protocol = wit::Protocol::Postgres;
-    ctx
+    crate::http::event::context(
+        principal,
+        session,
+        labels,
+        request_id,
+        wit::Protocol::Postgres,
+    )
 }
 
 /// The caller's identity as a cache key part: everything of the principal a

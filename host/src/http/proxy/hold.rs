@@ -29,6 +29,10 @@ pub(super) struct Held<'a> {
     pub body: &'a [u8],
     /// Whether the prefix is the whole body.
     pub complete: bool,
+    /// `http`, or the protocol adapter's name.
+    pub protocol: &'static str,
+    /// The adapter's (masked) view of the request, shown to approvers.
+    pub detail: Option<Value>,
 }
 
 impl HttpProxy {
@@ -45,7 +49,7 @@ impl HttpProxy {
         let info = ApprovalInfo {
             id: uuid::Uuid::now_v7().to_string(),
             connection: self.name.clone(),
-            protocol: "http".into(),
+            protocol: held.protocol.into(),
             session_id: held.session.id.clone(),
             request_id: ex.request_id.clone(),
             requester: held.principal.record(),
@@ -133,11 +137,15 @@ fn describe(held: &Held<'_>, masks: Option<&CompiledMasks>) -> Value {
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    json!({
+    let mut shown_json = json!({
         "method": held.parts.method.as_str(),
         "target": text(target.as_bytes()),
         "content_type": content_type,
         "body": shown,
         "body_truncated": cut || !held.complete,
-    })
+    });
+    if let Some(detail) = &held.detail {
+        shown_json[held.protocol] = detail.clone();
+    }
+    shown_json
 }

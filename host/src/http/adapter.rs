@@ -1,0 +1,244 @@
+//! Protocol adapters on the HTTP path: LLM APIs, MCP and the Kubernetes API
+//! ride on HTTP, but policies see them in their own terms. An adapter plugs
+//! into [`super::HttpProxy`] at fixed phases; the proxy keeps doing what is
+//! common (authentication, the plain `http` hook, approval holds, masks of
+//! headers, the upstream call, the audit record).
+//!
+//! Phase chart of one exchange on a connection with an adapter:
+//!
+//! ```text
+//! authenticate
+//!   → read the body: whole, up to `body_limit_bytes`, when the adapter
+//!     `needs_body` (over the limit: refused with `too_large`, never passed
+//!     through unchecked); else the inspected prefix as for plain HTTP
+//!   → adapter `decode` → an `AdapterExchange` (or `None`: plain HTTP only)
+//!   → `http` on-request hook, then the adapter's `request_hook`; verdicts
+//!     combine (deny first, then one approval hold for both)
+//!   → `mask_request` rewrites the decoded body with the request masks
+//!   → upstream → `http` on-response hook
+//!   → adapter `response` picks a `ResponsePlan`: plain streaming, the body
+//!     read whole then `BufferedResponse::finish`, or a streaming
+//!     `BodyTransform` (e.g. per server-sent event)
+//!   → record: the exchange plus the adapter's details under its protocol name
+//! ```
+//!
+//! Every refusal is rendered by [`ProtocolAdapter::error_body`], so a client
+//! sees its own protocol's error shape.
+//!
+//! Upgraded connections (WebSocket, SPDY for `kubectl exec`) are not proxied
+//! yet: a future `ResponsePlan::Upgrade` would take over both upgraded IO
+//! halves after a 101. Nothing here assumes a response ends with its body.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, StatusCode};
+use serde_json::Value;
+
+use super::body::BodyTransform;
+use super::errors::ProxyError;
+use crate::config::{ConnectionConfig, ProtocolKind};
+use crate::mask::{CompiledMasks, MaskCompiler, MaskRule};
+use crate::policy::bindings::types as wit;
+use crate::policy::chain::ChainOutcome;
+use crate::policy::invoke::CallFailure;
+use crate::policy::{LoadedPolicy, PolicyChain};
+
+/// One protocol hook call, as [`PolicyChain::run`] takes it.
+pub type ChainHook =
+    Arc<dyn Fn(&LoadedPolicy) -> Option<Result<wit::Decision, CallFailure>> + Send + Sync>;
+
+/// Runs `hook` over `chain` on a blocking thread (policy calls never run on
+/// the async workers).
+pub async fn run_chain(
+    chain: &PolicyChain,
+    hook: impl Fn(&LoadedPolicy) -> Option<Result<wit::Decision, CallFailure>> + Send + 'static,
+) -> Result<ChainOutcome, ProxyError> {
+    let chain = chain.clone();
+    tokio::task::spawn_blocking(move || chain.run(hook))
+        .await
+        .map_err(|e| ProxyError::Internal(format!("policy chain task failed: {e}")))
+}
+
+/// What an adapter could not accept.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// The client's request does not follow the protocol.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request is bigger than the adapter may read.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The upstream's answer does not follow the protocol; it is not passed on.
+    #[error("{0}")]
+    BadUpstream(String),
+}
+
+impl From<AdapterError> for ProxyError {
+    fn from(e: AdapterError) -> Self {
+        match e {
+            AdapterError::BadRequest(m) => ProxyError::BadRequest(m),
+            AdapterError::TooLarge(m) => ProxyError::TooLarge(m),
+            AdapterError::BadUpstream(m) => ProxyError::MaskFailed(m),
+        }
+    }
+}
+
+/// The request as the adapter sees it.
+pub struct RequestView<'a> {
+    pub parts: &'a http::request::Parts,
+    pub body: &'a [u8],
+    /// False when only a prefix was read (the adapter did not `need_body`).
+    pub body_complete: bool,
+}
+
+/// A protocol on top of HTTP, one per connection.
+pub trait ProtocolAdapter: Send + Sync {
+    /// The protocol's name in audit records and approvals (`llm`, `mcp`, ...).
+    fn protocol(&self) -> &'static str;
+    /// The protocol the policy's context names.
+    fn wit_protocol(&self) -> wit::Protocol;
+    /// Whether this request must be read whole before `decode`.
+    fn needs_body(&self, parts: &http::request::Parts) -> bool;
+    /// Decodes a request. `Ok(None)`: not one of the protocol's requests;
+    /// only the plain `http` hook applies.
+    fn decode(
+        &self,
+        req: RequestView<'_>,
+    ) -> Result<Option<Box<dyn AdapterExchange>>, AdapterError>;
+    /// The body of an error response in the protocol's own shape; the status
+    /// stays [`ProxyError::status`]'s. `target` is the request's path and
+    /// query (the error may come before anything was decoded).
+    fn error_body(&self, err: &ProxyError, request_id: &str, target: &str) -> Value {
+        let _ = target;
+        err.body_json(request_id)
+    }
+}
+
+/// One decoded exchange of an adapter's protocol.
+pub trait AdapterExchange: Send {
+    /// The protocol hook of the request phase.
+    fn request_hook(&self, ctx: Arc<wit::Context>) -> ChainHook;
+    /// Applies the request phase's masks to the decoded request and returns
+    /// the body to send when it changed.
+    fn mask_request(&mut self, masks: &CompiledMasks) -> Result<Option<Vec<u8>>, AdapterError>;
+    /// The request as approvers and the audit record see it (masked).
+    fn describe(&self) -> Value;
+    /// The upstream's response head arrived: how to carry its body.
+    fn response(
+        &mut self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        cx: ResponseCx,
+    ) -> Result<ResponsePlan, AdapterError>;
+}
+
+/// What a response phase may use.
+#[derive(Clone)]
+pub struct ResponseCx {
+    pub chain: PolicyChain,
+    pub ctx: Arc<wit::Context>,
+    /// The request's and the `http` response hook's masks, with the held
+    /// credential.
+    pub masks: Arc<CompiledMasks>,
+    /// The rules behind `masks`, and the compiler, for masks a later hook adds.
+    pub rules: Arc<[MaskRule]>,
+    pub compiler: Arc<MaskCompiler>,
+    /// The held credential, masked wherever it would flow back.
+    pub literals: Arc<[String]>,
+    /// When the request arrived, for latency.
+    pub started: Instant,
+}
+
+impl ResponseCx {
+    /// `masks` plus `extra` (say, from the protocol's response hook).
+    pub fn masks_with(&self, extra: &[MaskRule]) -> Result<Arc<CompiledMasks>, AdapterError> {
+        if extra.is_empty() {
+            return Ok(self.masks.clone());
+        }
+        let mut rules = self.rules.to_vec();
+        rules.extend(extra.iter().cloned());
+        self.compiler
+            .compile(&rules, &self.literals)
+            .map_err(|e| AdapterError::BadUpstream(format!("masks could not be compiled: {e}")))
+    }
+
+    /// Runs a protocol hook of the response phase over the chain.
+    pub async fn run(
+        &self,
+        hook: impl Fn(&LoadedPolicy) -> Option<Result<wit::Decision, CallFailure>> + Send + 'static,
+    ) -> Result<ChainOutcome, ProxyError> {
+        run_chain(&self.chain, hook).await
+    }
+}
+
+pub enum ResponsePlan {
+    /// Streamed as plain HTTP: text masks only.
+    PassThrough,
+    /// The body read whole (up to `json_mask_limit_bytes`), then finished.
+    Buffered(Box<dyn BufferedResponse>),
+    /// Streamed through a transform, which also reports at the end.
+    Stream(Box<dyn BodyTransform>),
+}
+
+/// A response the adapter reads whole before any of it is sent.
+pub trait BufferedResponse: Send {
+    /// Decodes, asks policies, masks; a deny in `decision` refuses the
+    /// response (with the protocol's error shape).
+    fn finish(self: Box<Self>, body: Bytes) -> BoxFuture<'static, Result<Finished, ProxyError>>;
+}
+
+/// What a finished response phase hands back.
+pub struct Finished {
+    /// The body to send.
+    pub body: Vec<u8>,
+    /// The protocol's response hook, when it ran.
+    pub decision: Option<ChainOutcome>,
+    /// Recorded with the exchange under the protocol's name.
+    pub detail: Value,
+}
+
+/// The adapter of a connection, if its protocol has one.
+pub fn for_connection(c: &ConnectionConfig) -> Result<Option<Arc<dyn ProtocolAdapter>>, String> {
+    match c.protocol {
+        ProtocolKind::Http | ProtocolKind::Postgres => Ok(None),
+        ProtocolKind::Llm => Err("the llm adapter is not built yet".into()),
+        ProtocolKind::Mcp => Err("the mcp adapter is not built yet".into()),
+        ProtocolKind::Kubernetes => Err("the kubernetes adapter is not built yet".into()),
+    }
+}
+
+/// Masks a JSON document field by field: `json-pointer` masks, then the text
+/// masks in every string value (so a replacement never breaks the JSON).
+/// Returns how many values changed.
+pub fn mask_json_strings(doc: &mut Value, masks: &CompiledMasks) -> u64 {
+    let mut changed =
+        crate::mask::json::mask_pointers(doc, &masks.json_pointers, &masks.hash_key) as u64;
+    if let Some(text) = &masks.text {
+        changed += mask_strings(doc, text, &masks.hash_key);
+    }
+    changed
+}
+
+fn mask_strings(
+    v: &mut Value,
+    text: &Arc<crate::mask::compile::TextMatcher>,
+    key: &Arc<[u8]>,
+) -> u64 {
+    match v {
+        Value::String(s) => {
+            let masked = crate::mask::stream::mask_all(text, key, s.as_bytes());
+            if masked != s.as_bytes() {
+                *s = String::from_utf8_lossy(&masked).into_owned();
+                1
+            } else {
+                0
+            }
+        }
+        Value::Array(items) => items.iter_mut().map(|i| mask_strings(i, text, key)).sum(),
+        Value::Object(map) => map.values_mut().map(|i| mask_strings(i, text, key)).sum(),
+        _ => 0,
+    }
+}
