@@ -3,6 +3,7 @@
 //! stream back → record.
 
 mod hold;
+mod upgrade;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -306,6 +307,15 @@ impl HttpProxy {
                     .unwrap_or(HeaderValue::from_static("[MASKED]"));
             }
         }
+        // A switch of protocols (`kubectl exec`) goes on only now that the
+        // request phase allowed it; the adapter's relay carries the stream.
+        if let Some(relay) = adapted.as_mut().and_then(|a| a.upgrade()) {
+            let masks = match ex.record_masks.clone() {
+                Some(m) => m,
+                None => self.compile(&request_masks, true)?,
+            };
+            return self.forward_upgrade(parts, relay, session, ex, masks).await;
+        }
         if rewritten.is_some() && !prefix.complete {
             return Err(ProxyError::Internal(format!(
                 "the {} adapter rewrote a body it had not read whole",
@@ -351,6 +361,9 @@ impl HttpProxy {
             .map_err(ProxyError::BadRequest)?;
         self.upstream
             .prepare_headers(&mut parts.headers, &session.client_addr);
+        if let Some(a) = adapted.as_ref() {
+            a.upstream_headers(&mut parts.headers);
+        }
         parts.version = http::Version::HTTP_11;
         let upstream_req = Request::from_parts(parts, upstream_body);
 
@@ -730,13 +743,7 @@ impl HttpProxy {
             });
         }
         self.audit.record_event(AuditEvent {
-            session: SessionInfo {
-                id: session.id.clone(),
-                connection: session.connection.clone(),
-                protocol: self.protocol.into(),
-                client_addr: session.client_addr.clone(),
-                started_at_ms: session.started_at_ms,
-            },
+            session: self.session_info(session),
             at_ms: ex.at_ms,
             kind,
             principal: ex.principal.as_ref().map(Principal::record),
@@ -802,6 +809,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl HttpProxy {
+    /// The session as audit records name it.
+    fn session_info(&self, session: &SessionMeta) -> SessionInfo {
+        SessionInfo {
+            id: session.id.clone(),
+            connection: session.connection.clone(),
+            protocol: self.protocol.into(),
+            client_addr: session.client_addr.clone(),
+            started_at_ms: session.started_at_ms,
+        }
+    }
+
     pub fn end_session(&self, session_id: &str) {
         self.audit.end_session(session_id.to_string());
     }

@@ -149,14 +149,12 @@ fn rbac_rule(config: &Config, ctx: &Context, r: &KubernetesRequest) -> Option<De
     let object: Option<serde_json::Value> =
         r.object.as_deref().and_then(|o| serde_json::from_str(o).ok());
     let Some(object) = object else {
-        if r.verb == "create" {
-            // A binding that cannot be read cannot be checked.
-            return Some(
-                deny("a role binding must be sent as JSON so that its role can be checked")
-                    .annotate("rule", "rbac.unreadable"),
-            );
-        }
-        return None;
+        // A binding that cannot be read cannot be checked (server-side apply
+        // creates with a patch, so patches count too).
+        return Some(
+            deny("a role binding must be sent as JSON so that its role can be checked")
+                .annotate("rule", "rbac.unreadable"),
+        );
     };
     let role = object["roleRef"]["name"].as_str().unwrap_or("");
     if protected(role) {

@@ -9,6 +9,7 @@
 
 use serde_json::Value;
 
+use crate::http::adapter::mask_json_text;
 use crate::mask::CompiledMasks;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,12 +52,13 @@ pub fn mask_document(doc: &mut Value, masks: &CompiledMasks) -> usize {
     crate::mask::json::mask_pointers(doc, &masks.json_pointers, &masks.hash_key)
 }
 
-/// Masks one whole JSON body (an object, list or table).
+/// Masks one whole JSON body (an object, list or table): pointers per
+/// object, then text masks in every string (so JSON stays JSON).
 pub fn mask_body(bytes: &[u8], masks: &CompiledMasks) -> Result<(Vec<u8>, usize), ObjectError> {
     let mut doc: Value = serde_json::from_slice(bytes).map_err(ObjectError::NotJson)?;
-    let n = mask_document(&mut doc, masks);
+    let n = mask_document(&mut doc, masks) + mask_json_text(&mut doc, masks) as usize;
     let out = serde_json::to_vec(&doc).map_err(ObjectError::NotJson)?;
-    Ok((apply_text(out, masks), n))
+    Ok((out, n))
 }
 
 /// Masks one watch event (one line of a watch stream, newline excluded).
@@ -65,16 +67,9 @@ pub fn mask_event(line: &[u8], masks: &CompiledMasks) -> Result<(Vec<u8>, usize)
         return Ok((line.to_vec(), 0));
     }
     let mut doc: Value = serde_json::from_slice(line).map_err(ObjectError::BadEvent)?;
-    let n = mask_document(&mut doc, masks);
+    let n = mask_document(&mut doc, masks) + mask_json_text(&mut doc, masks) as usize;
     let out = serde_json::to_vec(&doc).map_err(ObjectError::BadEvent)?;
-    Ok((apply_text(out, masks), n))
-}
-
-fn apply_text(out: Vec<u8>, masks: &CompiledMasks) -> Vec<u8> {
-    match &masks.text {
-        Some(t) => crate::mask::stream::mask_all(t, &masks.hash_key, &out),
-        None => out,
-    }
+    Ok((out, n))
 }
 
 #[cfg(test)]
