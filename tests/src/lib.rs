@@ -7,6 +7,8 @@
 
 pub mod audit_events;
 pub mod gatehouse;
+pub mod kube_api;
+pub mod kubectl;
 pub mod oidc;
 pub mod openapi;
 pub mod pg_client;
