@@ -29,8 +29,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
-use crate::UPSTREAM_TOKEN;
-
 type Body = BoxBody<Bytes, Infallible>;
 
 /// A secret value the tests look for in what reaches the caller.
@@ -64,8 +62,11 @@ impl KubeApi {
     /// `default`, `kube-system` and `scratch`. It runs on its own thread and
     /// runtime, so a test may run kubectl to the end without starving it.
     pub async fn start() -> KubeApi {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind stand-in API server");
-        listener.set_nonblocking(true).expect("nonblocking listener");
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind stand-in API server");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
         let addr = listener.local_addr().expect("stand-in addr");
         let state = Arc::new(Mutex::new(State {
             namespaces: vec!["default".into(), "kube-system".into(), "scratch".into()],
@@ -102,7 +103,10 @@ impl KubeApi {
 
     /// The requests answered so far.
     pub fn seen(&self) -> Vec<Seen> {
-        self.state.lock().map(|s| s.seen.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.seen.clone())
+            .unwrap_or_default()
     }
 
     pub fn namespaces(&self) -> Vec<String> {
@@ -137,11 +141,7 @@ async fn serve(listener: TcpListener, state: Arc<Mutex<State>>) {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())).boxed())
-        .expect("response")
+    crate::upstream::full(status, "application/json", body.to_string())
 }
 
 fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
@@ -156,12 +156,7 @@ async fn handle(
     req: Request<Incoming>,
     state: Arc<Mutex<State>>,
 ) -> Result<Response<Body>, Infallible> {
-    let authorized = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {UPSTREAM_TOKEN}"));
-    if !authorized {
+    if !crate::upstream::holds_upstream_token(&req) {
         return Ok(status(401, "Unauthorized", "Unauthorized"));
     }
     let path = req.uri().path().to_string();
@@ -209,18 +204,19 @@ async fn handle(
         ("GET", ["api", "v1"]) => json_response(StatusCode::OK, &core_v1_resources()),
         ("GET", ["api", "v1", "namespaces"]) => {
             let s = snapshot(&state);
-            let items: Vec<Value> = s
-                .0
-                .iter()
-                .filter(|n| name_selected(&query, n))
-                .map(|n| namespace(n))
-                .collect();
+            let items: Vec<Value> =
+                s.0.iter()
+                    .filter(|n| name_selected(&query, n))
+                    .map(|n| namespace(n))
+                    .collect();
             list_or_table("NamespaceList", items, table, include_object, s.1)
         }
-        ("GET", ["api", "v1", "namespaces", ns]) => match snapshot(&state).0.iter().find(|n| n == ns) {
-            Some(n) => json_response(StatusCode::OK, &namespace(n)),
-            None => status(404, "NotFound", &format!("namespaces \"{ns}\" not found")),
-        },
+        ("GET", ["api", "v1", "namespaces", ns]) => {
+            match snapshot(&state).0.iter().find(|n| n == ns) {
+                Some(n) => json_response(StatusCode::OK, &namespace(n)),
+                None => status(404, "NotFound", &format!("namespaces \"{ns}\" not found")),
+            }
+        }
         ("DELETE", ["api", "v1", "namespaces", ns]) => {
             let removed = state.lock().ok().and_then(|mut s| {
                 let i = s.namespaces.iter().position(|n| n == ns)?;
@@ -239,11 +235,16 @@ async fn handle(
         // A broken API server: the answer stops in the middle of a Secret.
         ("GET", ["api", "v1", "namespaces", "broken", "secrets"]) => {
             let whole = if watch {
-                format!("{}\n", json!({"type": "ADDED", "object": secrets("broken")[0]}))
+                format!(
+                    "{}\n",
+                    json!({"type": "ADDED", "object": secrets("broken")[0]})
+                )
             } else {
-                json!({"kind": "SecretList", "apiVersion": "v1", "items": secrets("broken")}).to_string()
+                json!({"kind": "SecretList", "apiVersion": "v1", "items": secrets("broken")})
+                    .to_string()
             };
-            let cut = whole.find(SECRET_PASSWORD_B64).unwrap_or(whole.len() / 2) + SECRET_PASSWORD_B64.len();
+            let cut = whole.find(SECRET_PASSWORD_B64).unwrap_or(whole.len() / 2)
+                + SECRET_PASSWORD_B64.len();
             Response::builder()
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(whole[..cut].to_string())).boxed())
@@ -257,29 +258,58 @@ async fn handle(
                 .into_iter()
                 .filter(|s| name_selected(&query, s["metadata"]["name"].as_str().unwrap_or("")))
                 .collect();
-            list_or_table("SecretList", items, table, include_object, snapshot(&state).1)
+            list_or_table(
+                "SecretList",
+                items,
+                table,
+                include_object,
+                snapshot(&state).1,
+            )
         }
         ("GET", ["api", "v1", "namespaces", ns, "secrets", name]) => {
-            match secrets(ns).into_iter().find(|s| s["metadata"]["name"] == *name) {
+            match secrets(ns)
+                .into_iter()
+                .find(|s| s["metadata"]["name"] == *name)
+            {
                 Some(s) if table => list_or_table("SecretList", vec![s], true, include_object, 1),
                 Some(s) => json_response(StatusCode::OK, &s),
                 None => status(404, "NotFound", &format!("secrets \"{name}\" not found")),
             }
         }
         ("GET", ["api", "v1", "namespaces", ns, "pods"]) if watch => watch_stream(pods(ns), &query),
-        ("GET", ["api", "v1", "namespaces", ns, "pods"]) => {
-            list_or_table("PodList", pods(ns), table, include_object, snapshot(&state).1)
-        }
+        ("GET", ["api", "v1", "namespaces", ns, "pods"]) => list_or_table(
+            "PodList",
+            pods(ns),
+            table,
+            include_object,
+            snapshot(&state).1,
+        ),
         ("GET", ["api", "v1", "namespaces", ns, "pods", name]) => {
-            match pods(ns).into_iter().find(|p| p["metadata"]["name"] == *name) {
+            match pods(ns)
+                .into_iter()
+                .find(|p| p["metadata"]["name"] == *name)
+            {
                 Some(p) => json_response(StatusCode::OK, &p),
                 None => status(404, "NotFound", &format!("pods \"{name}\" not found")),
             }
         }
-        ("GET" | "POST", ["api", "v1", "namespaces", _ns, "pods", _name, sub @ ("exec" | "attach")]) => {
-            exec(req, sub == &"attach", &query)
-        }
-        _ => status(404, "NotFound", "the server could not find the requested resource"),
+        (
+            "GET" | "POST",
+            [
+                "api",
+                "v1",
+                "namespaces",
+                _ns,
+                "pods",
+                _name,
+                sub @ ("exec" | "attach"),
+            ],
+        ) => exec(req, sub == &"attach", &query),
+        _ => status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
     };
     Ok(resp)
 }
@@ -306,7 +336,12 @@ fn name_selected(query: &str, name: &str) -> bool {
 }
 
 fn core_v1_resources() -> Value {
-    let r = |name: &str, singular: &str, namespaced: bool, kind: &str, verbs: &[&str], short: &[&str]| {
+    let r = |name: &str,
+             singular: &str,
+             namespaced: bool,
+             kind: &str,
+             verbs: &[&str],
+             short: &[&str]| {
         json!({"name": name, "singularName": singular, "namespaced": namespaced, "kind": kind,
                "verbs": verbs, "shortNames": short})
     };
@@ -355,7 +390,13 @@ fn pods(ns: &str) -> Vec<Value> {
 
 /// A list, or the `Table` kubectl asks for when it prints columns. Rows
 /// carry the whole object only for `includeObject=Object`.
-fn list_or_table(kind: &str, items: Vec<Value>, table: bool, include_object: bool, rv: u64) -> Response<Body> {
+fn list_or_table(
+    kind: &str,
+    items: Vec<Value>,
+    table: bool,
+    include_object: bool,
+    rv: u64,
+) -> Response<Body> {
     if !table {
         let items: Vec<Value> = items
             .into_iter()
@@ -420,24 +461,33 @@ fn watch_stream(items: Vec<Value>, query: &str) -> Response<Body> {
     if let Some(first) = items.first() {
         let mut changed = first.clone();
         changed["metadata"]["resourceVersion"] = json!("999");
-        events.push((100, Bytes::from(format!("{}\n", json!({"type": "MODIFIED", "object": changed})))));
+        events.push((
+            100,
+            Bytes::from(format!(
+                "{}\n",
+                json!({"type": "MODIFIED", "object": changed})
+            )),
+        ));
     }
     let end = timeout * 1000;
-    let frames = stream::unfold((events.into_iter(), false), move |(mut it, done)| async move {
-        if done {
-            return None;
-        }
-        match it.next() {
-            Some((delay, bytes)) => {
-                tokio::time::sleep(Duration::from_millis(delay)).await;
-                Some((Ok::<_, Infallible>(Frame::data(bytes)), (it, false)))
+    let frames = stream::unfold(
+        (events.into_iter(), false),
+        move |(mut it, done)| async move {
+            if done {
+                return None;
             }
-            None => {
-                tokio::time::sleep(Duration::from_millis(end)).await;
-                Some((Ok(Frame::data(Bytes::new())), (it, true)))
+            match it.next() {
+                Some((delay, bytes)) => {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    Some((Ok::<_, Infallible>(Frame::data(bytes)), (it, false)))
+                }
+                None => {
+                    tokio::time::sleep(Duration::from_millis(end)).await;
+                    Some((Ok(Frame::data(Bytes::new())), (it, true)))
+                }
             }
-        }
-    });
+        },
+    );
     Response::builder()
         .header("content-type", "application/json")
         .body(BodyExt::boxed(StreamBody::new(frames)))
@@ -518,7 +568,12 @@ where
     };
     let exit: u32 = match command.first().map(String::as_str) {
         Some("echo") => {
-            let _ = ws.send(frame(STDOUT, format!("{}\n", command[1..].join(" ")).as_bytes())).await;
+            let _ = ws
+                .send(frame(
+                    STDOUT,
+                    format!("{}\n", command[1..].join(" ")).as_bytes(),
+                ))
+                .await;
             0
         }
         Some("cat") | None if stdin => {
@@ -542,7 +597,10 @@ where
         Some("false") => 1,
         other => {
             let _ = ws
-                .send(frame(STDERR, format!("{}: not found\n", other.unwrap_or("")).as_bytes()))
+                .send(frame(
+                    STDERR,
+                    format!("{}: not found\n", other.unwrap_or("")).as_bytes(),
+                ))
                 .await;
             127
         }

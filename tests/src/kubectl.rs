@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 pub struct Kubectl {
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
+    binary: PathBuf,
 }
 
 impl Kubectl {
@@ -44,7 +45,17 @@ current-context: gatehouse
             ),
         )
         .expect("write kubeconfig");
-        Kubectl { dir, kubeconfig }
+        Kubectl {
+            dir,
+            kubeconfig,
+            binary: binary(),
+        }
+    }
+
+    /// The same kubeconfig with another kubectl binary.
+    pub fn using(mut self, binary: PathBuf) -> Kubectl {
+        self.binary = binary;
+        self
     }
 
     pub fn kubeconfig(&self) -> &std::path::Path {
@@ -52,7 +63,7 @@ current-context: gatehouse
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(binary());
+        let mut c = Command::new(&self.binary);
         // Global flags first: after `--` everything is the pod's command.
         c.arg("--cache-dir")
             .arg(self.dir.path().join("cache"))
@@ -105,6 +116,19 @@ pub fn binary() -> PathBuf {
     std::env::var_os("KUBECTL")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("kubectl"))
+}
+
+/// A kubectl of an older minor version installed beside the one on the
+/// PATH (Google Cloud SDK's dispatcher ships `kubectl.1.27` to `1.33`),
+/// if there is one.
+pub fn older(minor: u32) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.exists())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.with_file_name(format!("kubectl.1.{minor}")))
+        .filter(|p| p.exists())
 }
 
 /// stdout and stderr of a run, for assertion messages.

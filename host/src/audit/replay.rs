@@ -267,7 +267,9 @@ fn stream_notes(d: &Value) -> Vec<String> {
                     let arrow = if f["dir"] == "in" { ">" } else { "<" };
                     let channel = f["channel"].as_str().unwrap_or("?");
                     match f["data"].as_str() {
-                        Some(data) => format!("+{t:.3}s {arrow} {channel}: {}", data.escape_debug()),
+                        Some(data) => {
+                            format!("+{t:.3}s {arrow} {channel}: {}", data.escape_debug())
+                        }
                         None => format!(
                             "+{t:.3}s {arrow} {channel}: ({} bytes, over the recording limit)",
                             f["bytes"].as_u64().unwrap_or(0)

@@ -235,9 +235,9 @@ pub fn for_connection(c: &ConnectionConfig) -> Result<Option<Arc<dyn ProtocolAda
         ProtocolKind::Http | ProtocolKind::Postgres => Ok(None),
         ProtocolKind::Llm => Err("the llm adapter is not built yet".into()),
         ProtocolKind::Mcp => Err("the mcp adapter is not built yet".into()),
-        ProtocolKind::Kubernetes => Ok(Some(Arc::new(
-            super::kubernetes::KubernetesAdapter::new(c),
-        ))),
+        ProtocolKind::Kubernetes => {
+            Ok(Some(Arc::new(super::kubernetes::KubernetesAdapter::new(c))))
+        }
     }
 }
 

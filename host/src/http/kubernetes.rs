@@ -61,7 +61,8 @@ impl ProtocolAdapter for KubernetesAdapter {
     /// Every resource request with a body (writes, and deletes with their
     /// `DeleteOptions`) is read whole: the policy sees the request object.
     fn needs_body(&self, parts: &http::request::Parts) -> bool {
-        classify(parts).is_resource_request && !matches!(parts.method, http::Method::GET | http::Method::HEAD)
+        classify(parts).is_resource_request
+            && !matches!(parts.method, http::Method::GET | http::Method::HEAD)
     }
 
     fn decode(
@@ -97,7 +98,9 @@ impl ProtocolAdapter for KubernetesAdapter {
                     info.resource
                 )));
             }
-            ExecRelay::check(&req.parts.headers)?;
+            // Which upgrades can be relayed is checked after the request
+            // phase (`ExecRelay::prepare`): a policy's refusal comes first,
+            // so a client that falls back to SPDY sees the refusal again.
             let pod = format!(
                 "{}/{}",
                 info.namespace.as_deref().unwrap_or("-"),
@@ -189,23 +192,39 @@ mod tests {
     #[test]
     fn protobuf_is_never_asked_for() {
         let v = |s: &str| json_accept(Some(&HeaderValue::from_str(s).unwrap()));
-        assert_eq!(v("application/vnd.kubernetes.protobuf,application/json"), "application/json");
         assert_eq!(
-            v("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io,application/json"),
+            v("application/vnd.kubernetes.protobuf,application/json"),
+            "application/json"
+        );
+        assert_eq!(
+            v(
+                "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+            ),
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
         );
-        assert_eq!(v("application/vnd.kubernetes.protobuf;stream=watch"), "application/json");
+        assert_eq!(
+            v("application/vnd.kubernetes.protobuf;stream=watch"),
+            "application/json"
+        );
         assert_eq!(json_accept(None), "application/json");
         assert_eq!(v("application/json, */*"), "application/json,*/*");
     }
 
     #[test]
     fn request_objects_must_be_readable() {
-        assert!(request_object(b"{\"kind\":\"Pod\"}", "application/json").unwrap().is_some());
+        assert!(
+            request_object(b"{\"kind\":\"Pod\"}", "application/json")
+                .unwrap()
+                .is_some()
+        );
         assert!(request_object(b"", "application/json").unwrap().is_none());
         let err = request_object(b"\x0a\x02k8s", PROTOBUF).unwrap_err();
         assert!(err.to_string().contains("send JSON"), "{err}");
         assert!(request_object(b"{oops", "application/json").is_err());
-        assert!(request_object(b"kind: Pod\n", "application/apply-patch+yaml").unwrap().is_none());
+        assert!(
+            request_object(b"kind: Pod\n", "application/apply-patch+yaml")
+                .unwrap()
+                .is_none()
+        );
     }
 }

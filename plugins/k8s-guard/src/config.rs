@@ -1,7 +1,9 @@
 //! Settings parsing and validation. Every error names the offending key,
 //! e.g. `exec.blocked_namespaces[0]: expected a string`.
 
-use gatehouse_sdk::settings::fields::{check_keys, object, opt_bool, opt_string, opt_u32, string_list};
+use gatehouse_sdk::settings::fields::{
+    check_keys, object, opt_bool, opt_string, opt_u32, string_list,
+};
 use serde_json::{Map, Value};
 
 /// The approval timeout when `timeout_secs` is absent.
@@ -104,7 +106,13 @@ pub fn parse(json: &str) -> Result<Config, String> {
     check_keys(
         "deletes",
         d,
-        &["namespaces", "cluster_scoped", "approver_groups", "timeout_secs", "unless_groups"],
+        &[
+            "namespaces",
+            "cluster_scoped",
+            "approver_groups",
+            "timeout_secs",
+            "unless_groups",
+        ],
     )?;
     let deletes = DeletesConfig {
         namespaces: opt_bool(d, "namespaces", "deletes")?.unwrap_or(true),

@@ -89,14 +89,19 @@ pub fn decide(config: &Config, ctx: &Context, r: &KubernetesRequest) -> Decision
 
 fn exec_rule(config: &Config, ctx: &Context, r: &KubernetesRequest) -> Option<Decision> {
     let e = &config.exec;
-    if !matches!(r.verb.as_str(), "exec" | "attach" | "portforward") || ctx.in_any_group(&e.unless_groups) {
+    if !matches!(r.verb.as_str(), "exec" | "attach" | "portforward")
+        || ctx.in_any_group(&e.unless_groups)
+    {
         return None;
     }
     let ns = r.namespace.as_deref().unwrap_or("");
     if e.blocked_namespaces.iter().any(|b| b == ns) {
         return Some(
-            deny(format!("{} into pods of namespace {ns} is not allowed", r.verb))
-                .annotate("rule", "exec.blocked_namespaces"),
+            deny(format!(
+                "{} into pods of namespace {ns} is not allowed",
+                r.verb
+            ))
+            .annotate("rule", "exec.blocked_namespaces"),
         );
     }
     let program = r
@@ -142,12 +147,17 @@ fn rbac_rule(config: &Config, ctx: &Context, r: &KubernetesRequest) -> Option<De
     let protected = |name: &str| rb.protected_roles.iter().any(|p| p == name);
     if let Some(name) = r.name.as_deref().filter(|n| protected(n)) {
         return Some(
-            deny(format!("changing the {} binding {name} is not allowed", r.resource))
-                .annotate("rule", "rbac.protected_roles"),
+            deny(format!(
+                "changing the {} binding {name} is not allowed",
+                r.resource
+            ))
+            .annotate("rule", "rbac.protected_roles"),
         );
     }
-    let object: Option<serde_json::Value> =
-        r.object.as_deref().and_then(|o| serde_json::from_str(o).ok());
+    let object: Option<serde_json::Value> = r
+        .object
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok());
     let Some(object) = object else {
         // A binding that cannot be read cannot be checked (server-side apply
         // creates with a patch, so patches count too).
@@ -168,7 +178,9 @@ fn rbac_rule(config: &Config, ctx: &Context, r: &KubernetesRequest) -> Option<De
 
 fn delete_rule(config: &Config, ctx: &Context, r: &KubernetesRequest) -> Option<Decision> {
     let d = &config.deletes;
-    if !matches!(r.verb.as_str(), "delete" | "deletecollection") || ctx.in_any_group(&d.unless_groups) {
+    if !matches!(r.verb.as_str(), "delete" | "deletecollection")
+        || ctx.in_any_group(&d.unless_groups)
+    {
         return None;
     }
     let namespaces = r.resource == "namespaces" && r.api_group.is_empty();

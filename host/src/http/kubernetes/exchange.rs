@@ -16,8 +16,8 @@ use super::objects;
 use super::request_info::RequestInfo;
 use super::watch::WatchMasker;
 use crate::http::adapter::{
-    AdapterError, AdapterExchange, BufferedResponse, ChainHook, Finished, ResponseCx,
-    ResponsePlan, UpgradeRelay,
+    AdapterError, AdapterExchange, BufferedResponse, ChainHook, Finished, ResponseCx, ResponsePlan,
+    UpgradeRelay,
 };
 use crate::http::body::{BodyTransform, StreamReport};
 use crate::http::errors::ProxyError;
@@ -115,7 +115,9 @@ impl AdapterExchange for KubeExchange {
                 masks: cx.masks,
             })));
         }
-        Ok(ResponsePlan::Buffered(Box::new(WholeObjects { masks: cx.masks })))
+        Ok(ResponsePlan::Buffered(Box::new(WholeObjects {
+            masks: cx.masks,
+        })))
     }
 }
 
@@ -151,7 +153,10 @@ impl BodyTransform for WatchTransform {
     }
 
     fn finish<'a>(&'a mut self, out: &'a mut Vec<u8>) -> BoxFuture<'a, Result<(), String>> {
-        let r = self.masker.finish(&self.masks, out).map_err(|e| e.to_string());
+        let r = self
+            .masker
+            .finish(&self.masks, out)
+            .map_err(|e| e.to_string());
         Box::pin(std::future::ready(r))
     }
 

@@ -194,7 +194,7 @@ pub struct ExecRelay {
 impl ExecRelay {
     /// Refuses upgrades Gatehouse could not read (SPDY, the base64
     /// subprotocols) before anything is forwarded.
-    pub fn check(headers: &HeaderMap) -> Result<(), AdapterError> {
+    fn check(headers: &HeaderMap) -> Result<(), AdapterError> {
         let upgrade = headers
             .get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
@@ -271,63 +271,19 @@ pub async fn relay<C, U, F>(
 {
     let mut client = WebSocketStream::from_raw_socket(client, Role::Server, None).await;
     let mut upstream = WebSocketStream::from_raw_socket(upstream, Role::Client, None).await;
-    let mask = |data: Vec<u8>| -> Vec<u8> {
-        match masks.as_ref().and_then(|m| m.text.as_ref().map(|t| (t, m))) {
-            Some((t, m)) if data.len() > 1 => {
-                let mut out = vec![data[0]];
-                out.extend(crate::mask::stream::mask_all(t, &m.hash_key, &data[1..]));
-                out
-            }
-            _ => data,
-        }
-    };
     let (closed_by, error) = loop {
-        tokio::select! {
-            msg = client.next() => match msg {
-                Some(Ok(Message::Binary(data))) => {
-                    let data = mask(data.to_vec());
-                    if let Some((&ch, rest)) = data.split_first() {
-                        recorder.frame("in", ch, rest);
-                    }
-                    if let Err(e) = upstream.send(Message::Binary(data.into())).await {
-                        break ("error", Some(format!("the pod's stream failed: {e}")));
-                    }
-                }
-                Some(Ok(Message::Text(text))) => {
-                    recorder.frame("in", 254, text.as_bytes());
-                    let _ = upstream.send(Message::Text(text)).await;
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    let _ = upstream.send(Message::Close(frame)).await;
-                    break ("client", None);
-                }
-                // Each side answers its own pings (tungstenite does).
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break ("error", Some(format!("the caller's stream failed: {e}"))),
-                None => break ("client", None),
-            },
-            msg = upstream.next() => match msg {
-                Some(Ok(Message::Binary(data))) => {
-                    let data = mask(data.to_vec());
-                    if let Some((&ch, rest)) = data.split_first() {
-                        recorder.frame("out", ch, rest);
-                    }
-                    if let Err(e) = client.send(Message::Binary(data.into())).await {
-                        break ("error", Some(format!("the caller's stream failed: {e}")));
-                    }
-                }
-                Some(Ok(Message::Text(text))) => {
-                    recorder.frame("out", 254, text.as_bytes());
-                    let _ = client.send(Message::Text(text)).await;
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    let _ = client.send(Message::Close(frame)).await;
-                    break ("upstream", None);
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break ("error", Some(format!("the pod's stream failed: {e}"))),
-                None => break ("upstream", None),
-            },
+        let (dir, msg) = tokio::select! {
+            m = client.next() => ("in", m),
+            m = upstream.next() => ("out", m),
+        };
+        let step = inspect(dir, msg, masks.as_deref(), &mut recorder);
+        let delivered = if dir == "in" {
+            deliver(&mut upstream, step).await
+        } else {
+            deliver(&mut client, step).await
+        };
+        if let Some(end) = delivered {
+            break end;
         }
     };
     // Let each side see the close; a peer that is gone is no error here.
@@ -337,6 +293,81 @@ pub async fn relay<C, U, F>(
     })
     .await;
     recorder.finish(closed_by, error);
+}
+
+/// What to do with one message read from a side.
+enum Step {
+    Forward(Message),
+    /// The side closed (with its close frame, passed on).
+    Close(&'static str, Option<Message>),
+    Fail(String),
+    /// Pings and pongs: each side answers its own (tungstenite does).
+    Skip,
+}
+
+/// Masks and records a message read from `dir`'s side.
+fn inspect<F: FnMut(StreamPart)>(
+    dir: &'static str,
+    msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    masks: Option<&CompiledMasks>,
+    recorder: &mut Recorder<F>,
+) -> Step {
+    let side = if dir == "in" { "client" } else { "upstream" };
+    match msg {
+        Some(Ok(Message::Binary(data))) => {
+            let data = mask_channel_data(data.to_vec(), masks);
+            if let Some((&ch, rest)) = data.split_first() {
+                recorder.frame(dir, ch, rest);
+            }
+            Step::Forward(Message::Binary(data.into()))
+        }
+        Some(Ok(Message::Text(text))) => {
+            recorder.frame(dir, 254, text.as_bytes());
+            Step::Forward(Message::Text(text))
+        }
+        Some(Ok(close @ Message::Close(_))) => Step::Close(side, Some(close)),
+        Some(Ok(_)) => Step::Skip,
+        Some(Err(e)) => Step::Fail(format!("the {side}'s stream failed: {e}")),
+        None => Step::Close(side, None),
+    }
+}
+
+/// Sends a step's message on to the other side; `Some` ends the relay.
+async fn deliver<S>(
+    to: &mut WebSocketStream<S>,
+    step: Step,
+) -> Option<(&'static str, Option<String>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match step {
+        Step::Forward(m) => to.send(m).await.err().map(|e| {
+            (
+                "error",
+                Some(format!("a stream failed while relaying: {e}")),
+            )
+        }),
+        Step::Close(side, frame) => {
+            if let Some(f) = frame {
+                let _ = to.send(f).await;
+            }
+            Some((side, None))
+        }
+        Step::Fail(e) => Some(("error", Some(e))),
+        Step::Skip => None,
+    }
+}
+
+/// The text masks over a channel message's data (its first byte is the channel).
+fn mask_channel_data(data: Vec<u8>, masks: Option<&CompiledMasks>) -> Vec<u8> {
+    match masks.and_then(|m| m.text.as_ref().map(|t| (t, m))) {
+        Some((t, m)) if data.len() > 1 => {
+            let mut out = vec![data[0]];
+            out.extend(crate::mask::stream::mask_all(t, &m.hash_key, &data[1..]));
+            out
+        }
+        _ => data,
+    }
 }
 
 #[cfg(test)]
@@ -391,22 +422,41 @@ mod tests {
             let parts = parts.clone();
             move |p: StreamPart| parts.lock().unwrap().push(p)
         };
-        let relay = tokio::spawn(relay(gw_client, gw_upstream, Some(masks), Recorder::new(1 << 20, sink)));
+        let relay = tokio::spawn(relay(
+            gw_client,
+            gw_upstream,
+            Some(masks),
+            Recorder::new(1 << 20, sink),
+        ));
         let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
         let mut pod = WebSocketStream::from_raw_socket(pod_io, Role::Server, None).await;
-        client.send(Message::Binary(b"\x00echo hi\n".to_vec().into())).await.unwrap();
+        client
+            .send(Message::Binary(b"\x00echo hi\n".to_vec().into()))
+            .await
+            .unwrap();
         let got = pod.next().await.unwrap().unwrap();
         assert_eq!(got.into_data().as_ref(), b"\x00echo hi\n");
-        pod.send(Message::Binary(b"\x01password=hunter2\n".to_vec().into())).await.unwrap();
+        pod.send(Message::Binary(b"\x01password=hunter2\n".to_vec().into()))
+            .await
+            .unwrap();
         let got = client.next().await.unwrap().unwrap();
-        assert_eq!(got.into_data().as_ref(), b"\x01password=[MASKED:pattern]\n".as_slice());
+        assert_eq!(
+            got.into_data().as_ref(),
+            b"\x01password=[MASKED:pattern]\n".as_slice()
+        );
         pod.close(None).await.unwrap();
         relay.await.unwrap();
         let parts = parts.lock().unwrap();
         let frames: Vec<_> = parts.iter().flat_map(|p| p.frames.iter()).collect();
         assert_eq!(frames.len(), 2);
         assert_eq!((frames[0].dir, frames[0].channel), ("in", "stdin"));
-        assert_eq!(frames[1].data.as_deref(), Some("password=[MASKED:pattern]\n"));
-        assert_eq!(parts.last().unwrap().end.as_ref().unwrap().closed_by, "upstream");
+        assert_eq!(
+            frames[1].data.as_deref(),
+            Some("password=[MASKED:pattern]\n")
+        );
+        assert_eq!(
+            parts.last().unwrap().end.as_ref().unwrap().closed_by,
+            "upstream"
+        );
     }
 }

@@ -29,7 +29,10 @@ pub fn mask_document(doc: &mut Value, masks: &CompiledMasks) -> usize {
     // A list: items carry no `kind` of their own (the API server leaves the
     // type on the list), so every item is an object.
     if let Some(items) = doc.get_mut("items").and_then(Value::as_array_mut) {
-        return items.iter_mut().map(|item| mask_document(item, masks)).sum();
+        return items
+            .iter_mut()
+            .map(|item| mask_document(item, masks))
+            .sum();
     }
     if doc.get("kind").and_then(Value::as_str) == Some("Table") {
         let Some(rows) = doc.get_mut("rows").and_then(Value::as_array_mut) else {
@@ -87,7 +90,9 @@ mod tests {
                 method: MaskMethod::Redact,
             })
             .collect();
-        MaskCompiler::new(b"k".to_vec()).compile(&rules, &[]).unwrap()
+        MaskCompiler::new(b"k".to_vec())
+            .compile(&rules, &[])
+            .unwrap()
     }
 
     fn secret(name: &str) -> Value {
@@ -106,7 +111,8 @@ mod tests {
         // Items of a typed list carry no kind.
         let mut bare = secret("b");
         bare.as_object_mut().unwrap().remove("kind");
-        let mut list = json!({"kind": "SecretList", "apiVersion": "v1", "items": [secret("a"), bare]});
+        let mut list =
+            json!({"kind": "SecretList", "apiVersion": "v1", "items": [secret("a"), bare]});
         assert_eq!(mask_document(&mut list, &m), 4);
         assert_eq!(list["items"][1]["data"]["user"], "[MASKED:json]");
 
@@ -114,10 +120,15 @@ mod tests {
             "columnDefinitions": [{"name": "Name"}],
             "rows": [{"cells": ["a"], "object": secret("a")}, {"cells": ["b"]}]});
         assert_eq!(mask_document(&mut table, &m), 2);
-        assert_eq!(table["rows"][0]["object"]["data"]["password"], "[MASKED:json]");
+        assert_eq!(
+            table["rows"][0]["object"]["data"]["password"],
+            "[MASKED:json]"
+        );
 
         let (line, n) = mask_event(
-            serde_json::to_vec(&json!({"type": "ADDED", "object": secret("c")})).unwrap().as_slice(),
+            serde_json::to_vec(&json!({"type": "ADDED", "object": secret("c")}))
+                .unwrap()
+                .as_slice(),
             &m,
         )
         .unwrap();
@@ -128,7 +139,13 @@ mod tests {
     #[test]
     fn bad_json_is_an_error_not_a_pass_through() {
         let m = secret_masks();
-        assert!(matches!(mask_body(b"{\"kind\": \"Secret\", \"data\": {", &m), Err(ObjectError::NotJson(_))));
-        assert!(matches!(mask_event(b"{\"type\":\"ADDED\",\"object\"", &m), Err(ObjectError::BadEvent(_))));
+        assert!(matches!(
+            mask_body(b"{\"kind\": \"Secret\", \"data\": {", &m),
+            Err(ObjectError::NotJson(_))
+        ));
+        assert!(matches!(
+            mask_event(b"{\"type\":\"ADDED\",\"object\"", &m),
+            Err(ObjectError::BadEvent(_))
+        ));
     }
 }

@@ -127,12 +127,10 @@ pub fn classify(method: &str, path: &str, query: Option<&str>) -> RequestInfo {
         .to_string();
     }
 
-    if parts[0] == "namespaces" {
-        if parts.len() > 1 {
-            info.namespace = Some(parts[1].to_string());
-            if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2]) {
-                parts = &parts[2..];
-            }
+    if parts[0] == "namespaces" && parts.len() > 1 {
+        info.namespace = Some(parts[1].to_string());
+        if parts.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&parts[2]) {
+            parts = &parts[2..];
         }
     }
 
@@ -250,35 +248,278 @@ mod tests {
     #[test]
     fn resource_requests_like_the_api_server() {
         // The cases of requestinfo_test.go that matter to policies.
-        check("GET", "/api/v1/namespaces", "list", "", "namespaces", None, None, None);
-        check("GET", "/api/v1/namespaces/other", "get", "", "namespaces", None, Some("other"), Some("other"));
-        check("GET", "/api/v1/namespaces/other/pods", "list", "", "pods", None, Some("other"), None);
-        check("GET", "/api/v1/namespaces/other/pods/foo", "get", "", "pods", None, Some("other"), Some("foo"));
-        check("HEAD", "/api/v1/namespaces/other/pods/foo", "get", "", "pods", None, Some("other"), Some("foo"));
+        check(
+            "GET",
+            "/api/v1/namespaces",
+            "list",
+            "",
+            "namespaces",
+            None,
+            None,
+            None,
+        );
+        check(
+            "GET",
+            "/api/v1/namespaces/other",
+            "get",
+            "",
+            "namespaces",
+            None,
+            Some("other"),
+            Some("other"),
+        );
+        check(
+            "GET",
+            "/api/v1/namespaces/other/pods",
+            "list",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            None,
+        );
+        check(
+            "GET",
+            "/api/v1/namespaces/other/pods/foo",
+            "get",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            Some("foo"),
+        );
+        check(
+            "HEAD",
+            "/api/v1/namespaces/other/pods/foo",
+            "get",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            Some("foo"),
+        );
         check("GET", "/api/v1/pods", "list", "", "pods", None, None, None);
-        check("GET", "/api/v1/namespaces/other/pods?watch=true", "watch", "", "pods", None, Some("other"), None);
-        check("GET", "/api/v1/namespaces/other/pods?watch=1", "watch", "", "pods", None, Some("other"), None);
-        check("GET", "/api/v1/namespaces/other/pods?watch=false", "list", "", "pods", None, Some("other"), None);
-        check("GET", "/api/v1/watch/namespaces/other/pods", "watch", "", "pods", None, Some("other"), None);
-        check("GET", "/api/v1/watch/pods", "watch", "", "pods", None, None, None);
-        check("GET", "/api/v1/namespaces/other/secrets?fieldSelector=metadata.name%3Dfoo", "list", "", "secrets", None, Some("other"), Some("foo"));
-        check("POST", "/api/v1/namespaces/other/pods", "create", "", "pods", None, Some("other"), None);
-        check("PUT", "/api/v1/namespaces/other/pods/foo", "update", "", "pods", None, Some("other"), Some("foo"));
-        check("PATCH", "/api/v1/namespaces/other/pods/foo", "patch", "", "pods", None, Some("other"), Some("foo"));
-        check("DELETE", "/api/v1/namespaces/other/pods/foo", "delete", "", "pods", None, Some("other"), Some("foo"));
-        check("DELETE", "/api/v1/namespaces/other/pods", "deletecollection", "", "pods", None, Some("other"), None);
-        check("DELETE", "/api/v1/namespaces/other", "delete", "", "namespaces", None, Some("other"), Some("other"));
-        check("PUT", "/api/v1/namespaces/other/finalize", "update", "", "namespaces", Some("finalize"), Some("other"), Some("other"));
-        check("PUT", "/api/v1/namespaces/other/status", "update", "", "namespaces", Some("status"), Some("other"), Some("other"));
-        check("GET", "/api/v1/namespaces/other/pods/foo/log", "get", "", "pods", Some("log"), Some("other"), Some("foo"));
-        check("POST", "/api/v1/namespaces/other/pods/foo/exec?command=ls", "create", "", "pods", Some("exec"), Some("other"), Some("foo"));
-        check("GET", "/api/v1/namespaces/other/pods/foo/exec?command=ls", "get", "", "pods", Some("exec"), Some("other"), Some("foo"));
-        check("GET", "/api/v1/proxy/namespaces/other/pods/foo/a/b", "proxy", "", "pods", None, Some("other"), Some("foo"));
-        check("GET", "/apis/apps/v1/namespaces/other/deployments/web", "get", "apps", "deployments", None, Some("other"), Some("web"));
-        check("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", "create", "rbac.authorization.k8s.io", "clusterrolebindings", None, None, None);
-        check("GET", "/apis/apps/v1/watch/deployments", "watch", "apps", "deployments", None, None, None);
+        check(
+            "GET",
+            "/api/v1/namespaces/other/pods?watch=true",
+            "watch",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            None,
+        );
+        check(
+            "GET",
+            "/api/v1/namespaces/other/pods?watch=1",
+            "watch",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            None,
+        );
+        check(
+            "GET",
+            "/api/v1/namespaces/other/pods?watch=false",
+            "list",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            None,
+        );
+        check(
+            "GET",
+            "/api/v1/watch/namespaces/other/pods",
+            "watch",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            None,
+        );
+        check(
+            "GET",
+            "/api/v1/watch/pods",
+            "watch",
+            "",
+            "pods",
+            None,
+            None,
+            None,
+        );
+        check(
+            "GET",
+            "/api/v1/namespaces/other/secrets?fieldSelector=metadata.name%3Dfoo",
+            "list",
+            "",
+            "secrets",
+            None,
+            Some("other"),
+            Some("foo"),
+        );
+        check(
+            "POST",
+            "/api/v1/namespaces/other/pods",
+            "create",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            None,
+        );
+        check(
+            "PUT",
+            "/api/v1/namespaces/other/pods/foo",
+            "update",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            Some("foo"),
+        );
+        check(
+            "PATCH",
+            "/api/v1/namespaces/other/pods/foo",
+            "patch",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            Some("foo"),
+        );
+        check(
+            "DELETE",
+            "/api/v1/namespaces/other/pods/foo",
+            "delete",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            Some("foo"),
+        );
+        check(
+            "DELETE",
+            "/api/v1/namespaces/other/pods",
+            "deletecollection",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            None,
+        );
+        check(
+            "DELETE",
+            "/api/v1/namespaces/other",
+            "delete",
+            "",
+            "namespaces",
+            None,
+            Some("other"),
+            Some("other"),
+        );
+        check(
+            "PUT",
+            "/api/v1/namespaces/other/finalize",
+            "update",
+            "",
+            "namespaces",
+            Some("finalize"),
+            Some("other"),
+            Some("other"),
+        );
+        check(
+            "PUT",
+            "/api/v1/namespaces/other/status",
+            "update",
+            "",
+            "namespaces",
+            Some("status"),
+            Some("other"),
+            Some("other"),
+        );
+        check(
+            "GET",
+            "/api/v1/namespaces/other/pods/foo/log",
+            "get",
+            "",
+            "pods",
+            Some("log"),
+            Some("other"),
+            Some("foo"),
+        );
+        check(
+            "POST",
+            "/api/v1/namespaces/other/pods/foo/exec?command=ls",
+            "create",
+            "",
+            "pods",
+            Some("exec"),
+            Some("other"),
+            Some("foo"),
+        );
+        check(
+            "GET",
+            "/api/v1/namespaces/other/pods/foo/exec?command=ls",
+            "get",
+            "",
+            "pods",
+            Some("exec"),
+            Some("other"),
+            Some("foo"),
+        );
+        check(
+            "GET",
+            "/api/v1/proxy/namespaces/other/pods/foo/a/b",
+            "proxy",
+            "",
+            "pods",
+            None,
+            Some("other"),
+            Some("foo"),
+        );
+        check(
+            "GET",
+            "/apis/apps/v1/namespaces/other/deployments/web",
+            "get",
+            "apps",
+            "deployments",
+            None,
+            Some("other"),
+            Some("web"),
+        );
+        check(
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            "create",
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            None,
+            None,
+            None,
+        );
+        check(
+            "GET",
+            "/apis/apps/v1/watch/deployments",
+            "watch",
+            "apps",
+            "deployments",
+            None,
+            None,
+            None,
+        );
         // Percent-encoding is no way around a rule.
-        check("DELETE", "/api/v1/namespaces/%6bube-system", "delete", "", "namespaces", None, Some("kube-system"), Some("kube-system"));
+        check(
+            "DELETE",
+            "/api/v1/namespaces/%6bube-system",
+            "delete",
+            "",
+            "namespaces",
+            None,
+            Some("kube-system"),
+            Some("kube-system"),
+        );
     }
 
     #[test]
@@ -303,23 +544,41 @@ mod tests {
 
     #[test]
     fn stream_subresources_are_policy_verbs() {
-        let i = c("POST", "/api/v1/namespaces/a/pods/p/exec?command=sh&command=-c&command=id&stdin=true");
+        let i = c(
+            "POST",
+            "/api/v1/namespaces/a/pods/p/exec?command=sh&command=-c&command=id&stdin=true",
+        );
         assert_eq!(i.policy_verb(), "exec");
         assert!(i.is_exec_or_attach());
         assert_eq!(
             exec_command(Some("command=sh&command=-c&command=id%20-u&stdin=true")),
             ["sh", "-c", "id -u"]
         );
-        assert_eq!(c("GET", "/api/v1/namespaces/a/pods/p/attach").policy_verb(), "attach");
-        assert_eq!(c("GET", "/api/v1/namespaces/a/pods/p/log").policy_verb(), "log");
-        assert_eq!(c("GET", "/api/v1/namespaces/a/pods/p/status").policy_verb(), "get");
-        assert_eq!(c("GET", "/api/v1/namespaces/a/secrets/s").policy_verb(), "get");
+        assert_eq!(
+            c("GET", "/api/v1/namespaces/a/pods/p/attach").policy_verb(),
+            "attach"
+        );
+        assert_eq!(
+            c("GET", "/api/v1/namespaces/a/pods/p/log").policy_verb(),
+            "log"
+        );
+        assert_eq!(
+            c("GET", "/api/v1/namespaces/a/pods/p/status").policy_verb(),
+            "get"
+        );
+        assert_eq!(
+            c("GET", "/api/v1/namespaces/a/secrets/s").policy_verb(),
+            "get"
+        );
     }
 
     #[test]
     fn field_selectors_name_one_object_only_when_exact() {
         assert_eq!(exact_name("metadata.name==a"), Some("a".into()));
-        assert_eq!(exact_name("status.phase=Running,metadata.name=a"), Some("a".into()));
+        assert_eq!(
+            exact_name("status.phase=Running,metadata.name=a"),
+            Some("a".into())
+        );
         assert_eq!(exact_name("metadata.name!=a"), None);
         assert_eq!(exact_name("metadata.name=a/b"), None);
         assert_eq!(exact_name("metadata.namespace=a"), None);

@@ -38,7 +38,10 @@ pub fn status_body(err: &ProxyError, request_id: &str) -> Value {
             o.iter()
                 .filter(|(k, _)| !matches!(k.as_str(), "message" | "code"))
                 .map(|(k, v)| {
-                    let v = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                    let v = v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string());
                     json!({"reason": k, "message": v})
                 })
                 .collect()
@@ -75,7 +78,13 @@ mod tests {
             s["message"],
             "gatehouse: denied by policy k8s-guard: exec into kube-system is not allowed"
         );
-        assert!(s["details"]["causes"].as_array().unwrap().iter().any(|c| c["reason"] == "policy" && c["message"] == "k8s-guard"));
+        assert!(
+            s["details"]["causes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["reason"] == "policy" && c["message"] == "k8s-guard")
+        );
     }
 
     #[test]

@@ -95,7 +95,9 @@ mod tests {
             target: MaskTarget::JsonPointer("/data/*".into()),
             method: MaskMethod::Redact,
         }];
-        MaskCompiler::new(b"k".to_vec()).compile(&rules, &[]).unwrap()
+        MaskCompiler::new(b"k".to_vec())
+            .compile(&rules, &[])
+            .unwrap()
     }
 
     fn stream(n: usize) -> Vec<u8> {
@@ -155,10 +157,16 @@ mod tests {
         let mut out = Vec::new();
         let mut w = WatchMasker::new(1 << 20);
         w.push(&s, &m, &mut out).unwrap();
-        assert!(matches!(w.finish(&m, &mut out), Err(ObjectError::BadEvent(_))));
+        assert!(matches!(
+            w.finish(&m, &mut out),
+            Err(ObjectError::BadEvent(_))
+        ));
 
         let mut w = WatchMasker::new(64);
         let err = w.push(&stream(1), &m, &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("at most 64 bytes per watch event"), "{err}");
+        assert!(
+            err.to_string().contains("at most 64 bytes per watch event"),
+            "{err}"
+        );
     }
 }

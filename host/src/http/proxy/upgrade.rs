@@ -21,8 +21,8 @@ use super::super::errors::ProxyError;
 use super::super::event::{self, SessionMeta};
 use super::{Exchange, HttpProxy, error_chain};
 use crate::audit::{AuditEvent, EventKind};
-use crate::mask::CompiledMasks;
 use crate::identity::Principal;
+use crate::mask::CompiledMasks;
 
 impl HttpProxy {
     pub(super) async fn forward_upgrade(
@@ -34,32 +34,50 @@ impl HttpProxy {
         masks: Arc<CompiledMasks>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let client_side = parts.extensions.remove::<OnUpgrade>().ok_or_else(|| {
-            ProxyError::BadRequest("this request asks to switch protocols, which needs HTTP/1.1".into())
+            ProxyError::BadRequest(
+                "this request asks to switch protocols, which needs HTTP/1.1".into(),
+            )
         })?;
-        let upgrade = parts.headers.get(header::UPGRADE).cloned().ok_or_else(|| {
-            ProxyError::BadRequest("an upgrade without an Upgrade header".into())
-        })?;
+        let upgrade =
+            parts.headers.get(header::UPGRADE).cloned().ok_or_else(|| {
+                ProxyError::BadRequest("an upgrade without an Upgrade header".into())
+            })?;
         relay.prepare(&mut parts.headers)?;
-        parts.uri = self.upstream.uri_for(&parts.uri).map_err(ProxyError::BadRequest)?;
-        self.upstream.prepare_headers(&mut parts.headers, &session.client_addr);
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        parts.uri = self
+            .upstream
+            .uri_for(&parts.uri)
+            .map_err(ProxyError::BadRequest)?;
+        self.upstream
+            .prepare_headers(&mut parts.headers, &session.client_addr);
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         parts.headers.insert(header::UPGRADE, upgrade);
         parts.headers.remove(header::CONTENT_LENGTH);
         parts.version = http::Version::HTTP_11;
         let req = Request::from_parts(parts, Empty::new().map_err(|e| match e {}).boxed_unsync());
-        let mut resp = tokio::time::timeout(self.upstream_timeout, self.upstream.upgrade_client.request(req))
-            .await
-            .map_err(|_| ProxyError::UpstreamTimeout(self.upstream_timeout.as_millis() as u64))?
-            .map_err(|e| ProxyError::Upstream(error_chain(&e)))?;
+        let mut resp = tokio::time::timeout(
+            self.upstream_timeout,
+            self.upstream.upgrade_client.request(req),
+        )
+        .await
+        .map_err(|_| ProxyError::UpstreamTimeout(self.upstream_timeout.as_millis() as u64))?
+        .map_err(|e| ProxyError::Upstream(error_chain(&e)))?;
         ex.status = Some(resp.status().as_u16());
         ex.response_headers = event::visible_headers(resp.headers(), "");
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             // The upstream refused (a `Status` from the API server): passed
             // on as it is, masked like any answer.
             let (rparts, body) = resp.into_parts();
-            let bytes = Limited::new(body, self.json_limit).collect().await.map_err(|e| {
-                ProxyError::Upstream(format!("the upstream refused the upgrade and its answer could not be read: {e}"))
-            })?.to_bytes();
+            let bytes = Limited::new(body, self.json_limit)
+                .collect()
+                .await
+                .map_err(|e| {
+                    ProxyError::Upstream(format!(
+                        "the upstream refused the upgrade and its answer could not be read: {e}"
+                    ))
+                })?
+                .to_bytes();
             let masked = match &masks.text {
                 Some(t) => crate::mask::stream::mask_all(t, &masks.hash_key, &bytes),
                 None => bytes.to_vec(),
@@ -68,11 +86,23 @@ impl HttpProxy {
             capture.add(&masked);
             let ex_owned = std::mem::replace(ex, ex.placeholder());
             self.metrics.request(&self.name, "allow");
-            self.record(session, ex_owned, EventKind::HttpExchange, "allow", Some(capture), None);
+            self.record(
+                session,
+                ex_owned,
+                EventKind::HttpExchange,
+                "allow",
+                Some(capture),
+                None,
+            );
             let mut rparts = rparts;
             super::super::upstream::strip_hop_by_hop(&mut rparts.headers);
             rparts.headers.remove(header::CONTENT_LENGTH);
-            return Ok(Response::from_parts(rparts, Full::new(Bytes::from(masked)).map_err(|e| match e {}).boxed_unsync()));
+            return Ok(Response::from_parts(
+                rparts,
+                Full::new(Bytes::from(masked))
+                    .map_err(|e| match e {})
+                    .boxed_unsync(),
+            ));
         }
         let upstream_side = hyper::upgrade::on(&mut resp);
         let mut out = Response::new(Empty::new().map_err(|e| match e {}).boxed_unsync());
@@ -83,45 +113,64 @@ impl HttpProxy {
         if let Ok(v) = HeaderValue::from_str(&ex.request_id) {
             out.headers_mut().insert("x-gatehouse-request-id", v);
         }
-        let allowed = if ex.approval.is_some() { "approved" } else { "allow" };
+        let allowed = if ex.approval.is_some() {
+            "approved"
+        } else {
+            "allow"
+        };
         let request_id = ex.request_id.clone();
         let principal = ex.principal.as_ref().map(Principal::record);
         let ex_owned = std::mem::replace(ex, ex.placeholder());
         self.metrics.request(&self.name, allowed);
-        self.record(session, ex_owned, EventKind::HttpExchange, allowed, None, None);
+        self.record(
+            session,
+            ex_owned,
+            EventKind::HttpExchange,
+            allowed,
+            None,
+            None,
+        );
 
         let this = self.clone();
         let session = session.clone();
         let span = tracing::info_span!("stream", id = %request_id);
-        tokio::spawn(async move {
-            let record = {
-                let this = this.clone();
-                let session = session.clone();
-                let request_id = request_id.clone();
-                move |summary: String, mut detail: serde_json::Value| {
-                    detail["request_id"] = serde_json::json!(request_id);
-                    this.audit.record_event(AuditEvent {
-                        session: this.session_info(&session),
-                        at_ms: crate::audit::record::now_ms(),
-                        kind: EventKind::StreamFrames,
-                        principal: principal.clone(),
-                        verdict: allowed.to_string(),
-                        summary,
-                        detail: detail.into(),
-                    });
+        tokio::spawn(
+            async move {
+                let record = {
+                    let this = this.clone();
+                    let session = session.clone();
+                    let request_id = request_id.clone();
+                    move |summary: String, mut detail: serde_json::Value| {
+                        detail["request_id"] = serde_json::json!(request_id);
+                        this.audit.record_event(AuditEvent {
+                            session: this.session_info(&session),
+                            at_ms: crate::audit::record::now_ms(),
+                            kind: EventKind::StreamFrames,
+                            principal: principal.clone(),
+                            verdict: allowed.to_string(),
+                            summary,
+                            detail: detail.into(),
+                        });
+                    }
+                };
+                match tokio::try_join!(client_side, upstream_side) {
+                    Ok((client, upstream)) => {
+                        relay
+                            .relay(
+                                TokioIo::new(client),
+                                TokioIo::new(upstream),
+                                masks,
+                                Box::new(record),
+                            )
+                            .await
+                    }
+                    Err(e) => tracing::info!(error = %e, "the upgrade did not complete"),
                 }
-            };
-            match tokio::try_join!(client_side, upstream_side) {
-                Ok((client, upstream)) => {
-                    relay
-                        .relay(TokioIo::new(client), TokioIo::new(upstream), masks, Box::new(record))
-                        .await
-                }
-                Err(e) => tracing::info!(error = %e, "the upgrade did not complete"),
+                // The session lasted as long as its stream.
+                this.audit.end_session(session.id.clone());
             }
-            // The session lasted as long as its stream.
-            this.audit.end_session(session.id.clone());
-        }.instrument(span));
+            .instrument(span),
+        );
         Ok(out)
     }
 }
