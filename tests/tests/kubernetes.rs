@@ -57,10 +57,14 @@ impl std::ops::Deref for Gateway {
 }
 
 fn gateway(api: &KubeApi, extra: &str) -> Gateway {
+    gateway_with(api, guard(), extra)
+}
+
+fn gateway_with(api: &KubeApi, guard: Value, extra: &str) -> Gateway {
     let certs = tempfile::tempdir().unwrap();
     let cert = TestCert::generate(certs.path());
     let gh = GatehouseBuilder::new()
-        .policy("k8s", "k8s-guard", Some(guard()))
+        .policy("k8s", "k8s-guard", Some(guard))
         .admin_groups(&["admins"])
         .config(&format!(
             r#"
@@ -444,6 +448,36 @@ async fn exec_is_blocked_by_policy_and_otherwise_recorded_for_replay() {
     assert!(replay.contains("exec default/web: cat"), "{replay}");
     assert!(replay.contains("> stdin: typed line one"), "{replay}");
     assert!(replay.contains("< stdout: typed line one"), "{replay}");
+}
+
+/// With `exec.approve`, the command waits for a person before the upgrade
+/// goes on; approved, the stream runs as usual.
+#[tokio::test]
+async fn exec_waits_for_an_approval_of_its_command() {
+    let api = KubeApi::start().await;
+    let gh = gateway_with(
+        &api,
+        json!({"exec": {"approve": true, "approver_groups": ["ops"]}}),
+        "",
+    );
+    let agent = gh.create_key("agent", &["dev"]);
+    let olga = gh.create_person_key("olga", &["ops"]);
+    let k = gh.kubectl(&agent);
+    let held = k.spawn(&["exec", "web", "--", "echo", "approved", "run"]);
+    let approval = wait_for_approval(&gh, &olga);
+    assert_eq!(
+        approval["reason"], "exec in pod default/web: echo approved run",
+        "{approval}"
+    );
+    assert!(
+        api.seen().iter().all(|s| !s.path.ends_with("/exec")),
+        "held before the upgrade"
+    );
+    decide(&gh, &olga, &approval, "approve");
+    let o = held.await.unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out, "approved run\n");
 }
 
 /// kubectl before 1.30 speaks SPDY for exec, which Gatehouse cannot

@@ -218,17 +218,18 @@ mod tests {
         classify(method, path, query)
     }
 
+    /// verb, group, resource, subresource, namespace, name.
+    type Want<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+    );
+
     #[track_caller]
-    fn check(
-        method: &str,
-        target: &str,
-        verb: &str,
-        group: &str,
-        resource: &str,
-        sub: Option<&str>,
-        ns: Option<&str>,
-        name: Option<&str>,
-    ) {
+    fn check(method: &str, target: &str, want: Want<'_>) {
         let i = c(method, target);
         assert!(i.is_resource_request, "{target}");
         assert_eq!(
@@ -240,7 +241,7 @@ mod tests {
                 i.namespace.as_deref(),
                 i.name.as_deref()
             ),
-            (verb, group, resource, sub, ns, name),
+            want,
             "{method} {target}"
         );
     }
@@ -251,274 +252,192 @@ mod tests {
         check(
             "GET",
             "/api/v1/namespaces",
-            "list",
-            "",
-            "namespaces",
-            None,
-            None,
-            None,
+            ("list", "", "namespaces", None, None, None),
         );
         check(
             "GET",
             "/api/v1/namespaces/other",
-            "get",
-            "",
-            "namespaces",
-            None,
-            Some("other"),
-            Some("other"),
+            ("get", "", "namespaces", None, Some("other"), Some("other")),
         );
         check(
             "GET",
             "/api/v1/namespaces/other/pods",
-            "list",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            None,
+            ("list", "", "pods", None, Some("other"), None),
         );
         check(
             "GET",
             "/api/v1/namespaces/other/pods/foo",
-            "get",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            Some("foo"),
+            ("get", "", "pods", None, Some("other"), Some("foo")),
         );
         check(
             "HEAD",
             "/api/v1/namespaces/other/pods/foo",
-            "get",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            Some("foo"),
+            ("get", "", "pods", None, Some("other"), Some("foo")),
         );
-        check("GET", "/api/v1/pods", "list", "", "pods", None, None, None);
+        check(
+            "GET",
+            "/api/v1/pods",
+            ("list", "", "pods", None, None, None),
+        );
         check(
             "GET",
             "/api/v1/namespaces/other/pods?watch=true",
-            "watch",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            None,
+            ("watch", "", "pods", None, Some("other"), None),
         );
         check(
             "GET",
             "/api/v1/namespaces/other/pods?watch=1",
-            "watch",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            None,
+            ("watch", "", "pods", None, Some("other"), None),
         );
         check(
             "GET",
             "/api/v1/namespaces/other/pods?watch=false",
-            "list",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            None,
+            ("list", "", "pods", None, Some("other"), None),
         );
         check(
             "GET",
             "/api/v1/watch/namespaces/other/pods",
-            "watch",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            None,
+            ("watch", "", "pods", None, Some("other"), None),
         );
         check(
             "GET",
             "/api/v1/watch/pods",
-            "watch",
-            "",
-            "pods",
-            None,
-            None,
-            None,
+            ("watch", "", "pods", None, None, None),
         );
         check(
             "GET",
             "/api/v1/namespaces/other/secrets?fieldSelector=metadata.name%3Dfoo",
-            "list",
-            "",
-            "secrets",
-            None,
-            Some("other"),
-            Some("foo"),
+            ("list", "", "secrets", None, Some("other"), Some("foo")),
         );
         check(
             "POST",
             "/api/v1/namespaces/other/pods",
-            "create",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            None,
+            ("create", "", "pods", None, Some("other"), None),
         );
         check(
             "PUT",
             "/api/v1/namespaces/other/pods/foo",
-            "update",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            Some("foo"),
+            ("update", "", "pods", None, Some("other"), Some("foo")),
         );
         check(
             "PATCH",
             "/api/v1/namespaces/other/pods/foo",
-            "patch",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            Some("foo"),
+            ("patch", "", "pods", None, Some("other"), Some("foo")),
         );
         check(
             "DELETE",
             "/api/v1/namespaces/other/pods/foo",
-            "delete",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            Some("foo"),
+            ("delete", "", "pods", None, Some("other"), Some("foo")),
         );
         check(
             "DELETE",
             "/api/v1/namespaces/other/pods",
-            "deletecollection",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            None,
+            ("deletecollection", "", "pods", None, Some("other"), None),
         );
         check(
             "DELETE",
             "/api/v1/namespaces/other",
-            "delete",
-            "",
-            "namespaces",
-            None,
-            Some("other"),
-            Some("other"),
+            (
+                "delete",
+                "",
+                "namespaces",
+                None,
+                Some("other"),
+                Some("other"),
+            ),
         );
         check(
             "PUT",
             "/api/v1/namespaces/other/finalize",
-            "update",
-            "",
-            "namespaces",
-            Some("finalize"),
-            Some("other"),
-            Some("other"),
+            (
+                "update",
+                "",
+                "namespaces",
+                Some("finalize"),
+                Some("other"),
+                Some("other"),
+            ),
         );
         check(
             "PUT",
             "/api/v1/namespaces/other/status",
-            "update",
-            "",
-            "namespaces",
-            Some("status"),
-            Some("other"),
-            Some("other"),
+            (
+                "update",
+                "",
+                "namespaces",
+                Some("status"),
+                Some("other"),
+                Some("other"),
+            ),
         );
         check(
             "GET",
             "/api/v1/namespaces/other/pods/foo/log",
-            "get",
-            "",
-            "pods",
-            Some("log"),
-            Some("other"),
-            Some("foo"),
+            ("get", "", "pods", Some("log"), Some("other"), Some("foo")),
         );
         check(
             "POST",
             "/api/v1/namespaces/other/pods/foo/exec?command=ls",
-            "create",
-            "",
-            "pods",
-            Some("exec"),
-            Some("other"),
-            Some("foo"),
+            (
+                "create",
+                "",
+                "pods",
+                Some("exec"),
+                Some("other"),
+                Some("foo"),
+            ),
         );
         check(
             "GET",
             "/api/v1/namespaces/other/pods/foo/exec?command=ls",
-            "get",
-            "",
-            "pods",
-            Some("exec"),
-            Some("other"),
-            Some("foo"),
+            ("get", "", "pods", Some("exec"), Some("other"), Some("foo")),
         );
         check(
             "GET",
             "/api/v1/proxy/namespaces/other/pods/foo/a/b",
-            "proxy",
-            "",
-            "pods",
-            None,
-            Some("other"),
-            Some("foo"),
+            ("proxy", "", "pods", None, Some("other"), Some("foo")),
         );
         check(
             "GET",
             "/apis/apps/v1/namespaces/other/deployments/web",
-            "get",
-            "apps",
-            "deployments",
-            None,
-            Some("other"),
-            Some("web"),
+            (
+                "get",
+                "apps",
+                "deployments",
+                None,
+                Some("other"),
+                Some("web"),
+            ),
         );
         check(
             "POST",
             "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-            "create",
-            "rbac.authorization.k8s.io",
-            "clusterrolebindings",
-            None,
-            None,
-            None,
+            (
+                "create",
+                "rbac.authorization.k8s.io",
+                "clusterrolebindings",
+                None,
+                None,
+                None,
+            ),
         );
         check(
             "GET",
             "/apis/apps/v1/watch/deployments",
-            "watch",
-            "apps",
-            "deployments",
-            None,
-            None,
-            None,
+            ("watch", "apps", "deployments", None, None, None),
         );
         // Percent-encoding is no way around a rule.
         check(
             "DELETE",
             "/api/v1/namespaces/%6bube-system",
-            "delete",
-            "",
-            "namespaces",
-            None,
-            Some("kube-system"),
-            Some("kube-system"),
+            (
+                "delete",
+                "",
+                "namespaces",
+                None,
+                Some("kube-system"),
+                Some("kube-system"),
+            ),
         );
     }
 
