@@ -355,16 +355,10 @@ impl HttpProxy {
             // Masking changes the length; hyper frames the new body itself.
             parts.headers.remove(http::header::CONTENT_LENGTH);
         }
-        parts.uri = self
-            .upstream
-            .uri_for(&parts.uri)
-            .map_err(ProxyError::BadRequest)?;
-        self.upstream
-            .prepare_headers(&mut parts.headers, &session.client_addr);
+        self.aim_upstream(&mut parts, session)?;
         if let Some(a) = adapted.as_ref() {
             a.upstream_headers(&mut parts.headers);
         }
-        parts.version = http::Version::HTTP_11;
         let upstream_req = Request::from_parts(parts, upstream_body);
 
         let resp = tokio::time::timeout(
@@ -809,6 +803,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl HttpProxy {
+    /// Points a request at the upstream: its URI, its headers rewritten
+    /// (the held credential in, hop-by-hop and Gatehouse's out), HTTP/1.1.
+    fn aim_upstream(
+        &self,
+        parts: &mut http::request::Parts,
+        session: &SessionMeta,
+    ) -> Result<(), ProxyError> {
+        parts.uri = self
+            .upstream
+            .uri_for(&parts.uri)
+            .map_err(ProxyError::BadRequest)?;
+        self.upstream
+            .prepare_headers(&mut parts.headers, &session.client_addr);
+        parts.version = http::Version::HTTP_11;
+        Ok(())
+    }
+
     /// The session as audit records name it.
     fn session_info(&self, session: &SessionMeta) -> SessionInfo {
         SessionInfo {

@@ -43,18 +43,12 @@ impl HttpProxy {
                 ProxyError::BadRequest("an upgrade without an Upgrade header".into())
             })?;
         relay.prepare(&mut parts.headers)?;
-        parts.uri = self
-            .upstream
-            .uri_for(&parts.uri)
-            .map_err(ProxyError::BadRequest)?;
-        self.upstream
-            .prepare_headers(&mut parts.headers, &session.client_addr);
+        self.aim_upstream(&mut parts, session)?;
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         parts.headers.insert(header::UPGRADE, upgrade);
         parts.headers.remove(header::CONTENT_LENGTH);
-        parts.version = http::Version::HTTP_11;
         let req = Request::from_parts(parts, Empty::new().map_err(|e| match e {}).boxed_unsync());
         let mut resp = tokio::time::timeout(
             self.upstream_timeout,
