@@ -457,25 +457,8 @@ impl HttpProxy {
                 if let Some(v) = verdict {
                     self.check_verdict(v)?;
                 }
-                rparts.headers.remove(http::header::CONTENT_LENGTH);
-                let mut capture = Capture::new(self.capture_limit);
-                capture.add(&finished.body);
                 let ex_owned = std::mem::replace(ex, ex.placeholder());
-                self.metrics.request(&self.name, allowed);
-                self.record(
-                    &session,
-                    ex_owned,
-                    EventKind::HttpExchange,
-                    allowed,
-                    Some(capture),
-                    None,
-                );
-                return Ok(Response::from_parts(
-                    rparts,
-                    Full::new(Bytes::from(finished.body))
-                        .map_err(|e| match e {})
-                        .boxed_unsync(),
-                ));
+                return Ok(self.whole_response(&session, ex_owned, rparts, finished.body, allowed));
             }
             ResponsePlan::Stream(transform) => {
                 rparts.headers.remove(http::header::CONTENT_LENGTH);
@@ -525,24 +508,7 @@ impl HttpProxy {
                 ))
             })?;
             let masked = mask_json(&bytes.to_bytes(), &compiled).map_err(ProxyError::MaskFailed)?;
-            rparts.headers.remove(http::header::CONTENT_LENGTH);
-            let mut capture = Capture::new(self.capture_limit);
-            capture.add(&masked);
-            this.metrics.request(&this.name, allowed);
-            this.record(
-                &session,
-                ex_owned,
-                EventKind::HttpExchange,
-                allowed,
-                Some(capture),
-                None,
-            );
-            return Ok(Response::from_parts(
-                rparts,
-                Full::new(Bytes::from(masked))
-                    .map_err(|e| match e {})
-                    .boxed_unsync(),
-            ));
+            return Ok(self.whole_response(&session, ex_owned, rparts, masked, allowed));
         }
         if compiled.text.is_some() {
             rparts.headers.remove(http::header::CONTENT_LENGTH);
@@ -640,6 +606,35 @@ impl HttpProxy {
         self.masks
             .compile(rules, &literals)
             .map_err(|e| ProxyError::MaskFailed(e.to_string()))
+    }
+
+    /// A response whose (masked) body is whole: recorded, then sent.
+    fn whole_response(
+        &self,
+        session: &SessionMeta,
+        ex: Exchange,
+        mut parts: http::response::Parts,
+        body: Vec<u8>,
+        verdict: &str,
+    ) -> Response<ProxyBody> {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let mut capture = Capture::new(self.capture_limit);
+        capture.add(&body);
+        self.metrics.request(&self.name, verdict);
+        self.record(
+            session,
+            ex,
+            EventKind::HttpExchange,
+            verdict,
+            Some(capture),
+            None,
+        );
+        Response::from_parts(
+            parts,
+            Full::new(Bytes::from(body))
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        )
     }
 
     /// The held credential, as a literal mask.
