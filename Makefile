@@ -1,7 +1,7 @@
 # Entry points: `make demo` and `make test` on a fresh machine.
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
-GUESTS := http-guard sql-guard k8s-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe
+GUESTS := http-guard sql-guard llm-guard k8s-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe
 GUEST_FLAGS := $(foreach g,$(GUESTS),-p $(g))
 
 .PHONY: all toolchain plugins oidc-harness console-harness kubectl py-deps build test demo bench bench-pg fmt lint clean
@@ -15,11 +15,16 @@ plugins: toolchain
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(GUEST_FLAGS)
 
 # psycopg for the PostgreSQL tests (PyPI), in a venv under target/.
-py-deps: target/py/.psycopg-3.3.9
+py-deps: target/py/.psycopg-3.3.9 target/py/.llm-sdks-openai-3.57.0-anthropic-2.14.0
 
 target/py/.psycopg-3.3.9:
 	python3 -m venv target/py
 	target/py/bin/pip install --quiet --disable-pip-version-check "psycopg[binary]==3.3.9"
+	touch $@
+
+# The official OpenAI and Anthropic SDKs for the LLM tests (PyPI).
+target/py/.llm-sdks-openai-3.57.0-anthropic-2.14.0: target/py/.psycopg-3.3.9
+	target/py/bin/pip install --quiet --disable-pip-version-check "openai==3.57.0" "anthropic==2.14.0"
 	touch $@
 
 # The real OpenID provider the identity tests run against (npm registry).

@@ -487,6 +487,32 @@ pub struct ConnectionConfig {
     pub stream_record_bytes: u64,
     /// PostgreSQL specifics; required when `protocol = "postgres"`.
     pub postgres: Option<PostgresSettings>,
+    /// LLM specifics, for `protocol = "llm"` (all optional).
+    pub llm: Option<LlmSettings>,
+}
+
+/// How the LLM adapter reads a connection's traffic.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSettings {
+    /// Which API the upstream speaks; `auto` tells by the path
+    /// (`/messages` is Anthropic's, the rest OpenAI's).
+    #[serde(default)]
+    pub provider: LlmProvider,
+    /// Forward POSTs to paths the adapter does not read (say, file uploads)
+    /// with only the `http` hook. Off: they are refused.
+    #[serde(default)]
+    pub pass_unknown_paths: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmProvider {
+    #[default]
+    Auto,
+    #[serde(rename = "openai")]
+    OpenAi,
+    Anthropic,
 }
 
 /// How Gatehouse logs in to a PostgreSQL upstream, and what it accepts from clients.
@@ -849,6 +875,9 @@ impl Config {
             }
             if c.upstream_timeout_ms == 0 {
                 return Err((key("upstream_timeout_ms"), "must be at least 1".into()));
+            }
+            if c.llm.is_some() && c.protocol != ProtocolKind::Llm {
+                return Err((key("llm"), "is only for protocol = \"llm\"".into()));
             }
             if c.body_limit_bytes < 1024 {
                 return Err((key("body_limit_bytes"), "must be at least 1024".into()));

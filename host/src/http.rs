@@ -9,6 +9,7 @@ pub mod errors;
 pub mod event;
 pub mod kubernetes;
 pub mod listener;
+pub mod llm;
 pub mod proxy;
 pub mod upstream;
 

@@ -9,6 +9,7 @@ pub mod audit_events;
 pub mod gatehouse;
 pub mod kube_api;
 pub mod kubectl;
+pub mod llm;
 pub mod oidc;
 pub mod openapi;
 pub mod pg_client;

@@ -233,7 +233,9 @@ pub struct Finished {
 pub fn for_connection(c: &ConnectionConfig) -> Result<Option<Arc<dyn ProtocolAdapter>>, String> {
     match c.protocol {
         ProtocolKind::Http | ProtocolKind::Postgres => Ok(None),
-        ProtocolKind::Llm => Err("the llm adapter is not built yet".into()),
+        ProtocolKind::Llm => Ok(Some(Arc::new(super::llm::LlmAdapter::new(
+            &c.llm.clone().unwrap_or_default(),
+        )))),
         ProtocolKind::Mcp => Err("the mcp adapter is not built yet".into()),
         ProtocolKind::Kubernetes => {
             Ok(Some(Arc::new(super::kubernetes::KubernetesAdapter::new(c))))

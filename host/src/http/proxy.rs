@@ -207,7 +207,9 @@ impl HttpProxy {
         let prefix = body::read_prefix(&mut incoming, limit)
             .await
             .map_err(|e| ProxyError::BadRequest(format!("could not read the request body: {e}")))?;
-        if needs_body && !prefix.complete {
+        if needs_body
+            && (!prefix.complete || prefix.chunks.iter().map(Bytes::len).sum::<usize>() > limit)
+        {
             return Err(ProxyError::TooLarge(format!(
                 "this {} request must be read whole to be checked, and its body is over body_limit_bytes ({limit} bytes)",
                 self.protocol
@@ -265,22 +267,24 @@ impl HttpProxy {
             verdict = verdict.or(outcome.verdict.clone());
             ex.protocol_decision = Some(outcome);
         }
-        if let Verdict::Deny { .. } = verdict {
-            self.check_verdict(verdict.clone())?;
-        }
         // What is recorded from here on is masked like the request itself.
         ex.record_masks = Some(self.compile(&request_masks, true)?);
         let req_compiled = self.compile(&request_masks, false)?;
         // The adapter masks inside its protocol's fields; `None` when it
-        // left the body as it was.
+        // left the body as it was. A denied request is described too, for
+        // the record, before its refusal.
         let rewritten = match adapted.as_mut() {
             Some(a) => {
-                let b = a.mask_request(&req_compiled)?;
+                let b = a.mask_request(&req_compiled);
                 ex.protocol_request = Some(a.describe());
                 b
             }
-            None => None,
+            None => Ok(None),
         };
+        if let Verdict::Deny { .. } = verdict {
+            self.check_verdict(verdict.clone())?;
+        }
+        let rewritten = rewritten?;
         // Held until people decide; only an approval goes on. What
         // approvers see, and what is recorded, is masked like the request.
         if let Verdict::RequireApproval { policy, approval } = verdict {
@@ -460,25 +464,8 @@ impl HttpProxy {
                 if let Some(v) = verdict {
                     self.check_verdict(v)?;
                 }
-                rparts.headers.remove(http::header::CONTENT_LENGTH);
-                let mut capture = Capture::new(self.capture_limit);
-                capture.add(&finished.body);
                 let ex_owned = std::mem::replace(ex, ex.placeholder());
-                self.metrics.request(&self.name, allowed);
-                self.record(
-                    &session,
-                    ex_owned,
-                    EventKind::HttpExchange,
-                    allowed,
-                    Some(capture),
-                    None,
-                );
-                return Ok(Response::from_parts(
-                    rparts,
-                    Full::new(Bytes::from(finished.body))
-                        .map_err(|e| match e {})
-                        .boxed_unsync(),
-                ));
+                return Ok(self.whole_response(&session, ex_owned, rparts, finished.body, allowed));
             }
             ResponsePlan::Stream(transform) => {
                 rparts.headers.remove(http::header::CONTENT_LENGTH);
@@ -528,24 +515,7 @@ impl HttpProxy {
                 ))
             })?;
             let masked = mask_json(&bytes.to_bytes(), &compiled).map_err(ProxyError::MaskFailed)?;
-            rparts.headers.remove(http::header::CONTENT_LENGTH);
-            let mut capture = Capture::new(self.capture_limit);
-            capture.add(&masked);
-            this.metrics.request(&this.name, allowed);
-            this.record(
-                &session,
-                ex_owned,
-                EventKind::HttpExchange,
-                allowed,
-                Some(capture),
-                None,
-            );
-            return Ok(Response::from_parts(
-                rparts,
-                Full::new(Bytes::from(masked))
-                    .map_err(|e| match e {})
-                    .boxed_unsync(),
-            ));
+            return Ok(self.whole_response(&session, ex_owned, rparts, masked, allowed));
         }
         if compiled.text.is_some() {
             rparts.headers.remove(http::header::CONTENT_LENGTH);
@@ -645,6 +615,35 @@ impl HttpProxy {
             .map_err(|e| ProxyError::MaskFailed(e.to_string()))
     }
 
+    /// A response whose (masked) body is whole: recorded, then sent.
+    fn whole_response(
+        &self,
+        session: &SessionMeta,
+        ex: Exchange,
+        mut parts: http::response::Parts,
+        body: Vec<u8>,
+        verdict: &str,
+    ) -> Response<ProxyBody> {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let mut capture = Capture::new(self.capture_limit);
+        capture.add(&body);
+        self.metrics.request(&self.name, verdict);
+        self.record(
+            session,
+            ex,
+            EventKind::HttpExchange,
+            verdict,
+            Some(capture),
+            None,
+        );
+        Response::from_parts(
+            parts,
+            Full::new(Bytes::from(body))
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        )
+    }
+
     /// The held credential, as a literal mask.
     fn credential_literals(&self) -> Vec<String> {
         self.upstream
@@ -731,10 +730,16 @@ impl HttpProxy {
         if self.adapter.is_some() {
             detail["decisions"]["protocol_request"] = json!(ex.protocol_decision);
             detail["decisions"]["protocol_response"] = json!(ex.protocol_response_decision);
-            detail[self.protocol] = json!({
+            let mut protocol = json!({
                 "request": ex.protocol_request,
                 "response": ex.protocol_response,
             });
+            // Adapters describe with the request's masks; the record's also
+            // hold the credential.
+            if let Some(m) = masks.as_ref() {
+                adapter::mask_json_strings(&mut protocol, m);
+            }
+            detail[self.protocol] = protocol;
         }
         self.audit.record_event(AuditEvent {
             session: self.session_info(session),

@@ -242,7 +242,7 @@ fn mask_validation_errors() {
     );
     assert_eq!(
         err(r#"{"mask_request": [{"column": "ssn"}]}"#),
-        "mask_request[0].column: column masks apply to SQL results, not HTTP"
+        "mask_request[0].column: column masks apply to SQL results only"
     );
     assert_eq!(
         err(r#"{"mask_request": [{"header": ""}]}"#),

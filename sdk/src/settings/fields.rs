@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::types::{MaskMethod, MaskRule, PartialKeep};
+
 pub fn key_path(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_owned()
@@ -107,5 +109,75 @@ pub fn opt_bool(obj: &Map<String, Value>, key: &str, parent: &str) -> Result<Opt
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(format!("{}: expected true or false", key_path(parent, key))),
+    }
+}
+
+const TARGET_KEYS: &[&str] = &["header", "json_pointer", "pattern", "detector"];
+
+/// A mask rule of an HTTP-shaped protocol (HTTP, LLM, MCP, Kubernetes):
+/// exactly one of `header`, `json_pointer`, `pattern` or `detector`, and a
+/// `method`. Patterns are checked by the policy's `validate-config`.
+pub fn mask_rule(v: &Value, path: &str) -> Result<MaskRule, String> {
+    let obj = object(v, path)?;
+    if obj.contains_key("column") {
+        return Err(format!(
+            "{path}.column: column masks apply to SQL results only"
+        ));
+    }
+    check_keys(
+        path,
+        obj,
+        &["header", "json_pointer", "pattern", "detector", "method"],
+    )?;
+    let mut targets = TARGET_KEYS.iter().filter(|k| obj.contains_key(**k));
+    let (Some(target), None) = (targets.next(), targets.next()) else {
+        return Err(format!(
+            "{path}: expected exactly one of {}",
+            TARGET_KEYS.join(", ")
+        ));
+    };
+    let value = opt_string(obj, target, path)?
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("{}: expected a non-empty string", key_path(path, target)))?;
+    let rule = match *target {
+        "header" => MaskRule::header(value),
+        "json_pointer" => {
+            if !value.starts_with('/') {
+                return Err(format!(
+                    "{path}.json_pointer: a JSON pointer starts with \"/\", got \"{value}\""
+                ));
+            }
+            MaskRule::json_pointer(value)
+        }
+        // Checked once at load by `validate`, with the host's own parser.
+        "pattern" => MaskRule::pattern(value),
+        _ => MaskRule::detector(value),
+    };
+    Ok(rule.with_method(mask_method(obj.get("method"), path)?))
+}
+
+/// `"redact"` (the default), `"hash"` or `{"partial": {"prefix": N, "suffix": N}}`.
+pub fn mask_method(v: Option<&Value>, path: &str) -> Result<MaskMethod, String> {
+    let path = key_path(path, "method");
+    match v {
+        None | Some(Value::Null) => Ok(MaskMethod::Redact),
+        Some(Value::String(s)) if s == "redact" => Ok(MaskMethod::Redact),
+        Some(Value::String(s)) if s == "hash" => Ok(MaskMethod::Hash),
+        Some(Value::String(s)) => Err(format!(
+            "{path}: unknown method \"{s}\" (expected \"redact\", \"hash\" or {{\"partial\": {{\"prefix\": N, \"suffix\": N}}}})"
+        )),
+        Some(Value::Object(o)) => {
+            check_keys(&path, o, &["partial"])?;
+            let partial_path = key_path(&path, "partial");
+            let keep = o
+                .get("partial")
+                .and_then(Value::as_object)
+                .ok_or_else(|| format!("{partial_path}: expected an object"))?;
+            check_keys(&partial_path, keep, &["prefix", "suffix"])?;
+            let prefix = u8_field(keep, "prefix", &partial_path)?;
+            let suffix = u8_field(keep, "suffix", &partial_path)?;
+            Ok(MaskMethod::Partial(PartialKeep { prefix, suffix }))
+        }
+        Some(_) => Err(format!("{path}: expected a string or an object")),
     }
 }
