@@ -1,10 +1,10 @@
 # Entry points: `make demo` and `make test` on a fresh machine.
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
-GUESTS := http-guard sql-guard secrets pii llm-guard mcp-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe fixture-probe
+GUESTS := http-guard sql-guard secrets pii llm-guard mcp-guard k8s-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe fixture-probe
 GUEST_FLAGS := $(foreach g,$(GUESTS),-p $(g))
 
-.PHONY: all toolchain plugins oidc-harness console-harness py-deps build test demo bench bench-pg fmt lint clean
+.PHONY: all toolchain plugins oidc-harness console-harness kubectl py-deps build test demo bench bench-pg fmt lint clean
 
 all: build plugins
 
@@ -55,10 +55,16 @@ console-harness: /usr/bin/chromium tests/console/node_modules/.package-lock.json
 tests/console/node_modules/.package-lock.json: tests/console/package.json tests/console/package-lock.json
 	cd tests/console && npm ci --no-audit --no-fund --loglevel=error
 
+# kubectl for the Kubernetes tests: Debian's kubernetes-client when none is
+# on the PATH. Its 1.20 speaks SPDY for exec, which Gatehouse refuses with a
+# clear error; the exec tests need kubectl 1.30 or later (WebSocket).
+kubectl:
+	@command -v kubectl >/dev/null || apt-get install -y -q kubernetes-client >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q kubernetes-client >/dev/null)
+
 build:
 	$(CARGO) build -p gatehouse -p gatehouse-tests --bins
 
-test: toolchain plugins oidc-harness console-harness py-deps build
+test: toolchain plugins oidc-harness console-harness kubectl py-deps build
 	$(CARGO) test --workspace --exclude gatehouse-tests
 	$(CARGO) test -p gatehouse-tests -- --test-threads 2
 

@@ -491,6 +491,10 @@ pub struct ConnectionConfig {
     /// whole; a bigger one it needs is refused, never passed unchecked.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
+    /// How many bytes of an upgraded stream's data (`kubectl exec`) the audit
+    /// trail keeps per stream; later frames are recorded without their data.
+    #[serde(default = "default_stream_record")]
+    pub stream_record_bytes: u64,
     /// PostgreSQL specifics; required when `protocol = "postgres"`.
     pub postgres: Option<PostgresSettings>,
     /// LLM specifics, for `protocol = "llm"` (all optional).
@@ -596,6 +600,9 @@ fn default_json_mask_limit() -> usize {
 }
 fn default_body_limit() -> usize {
     4 * 1024 * 1024
+}
+fn default_stream_record() -> u64 {
+    1024 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,7 @@ pub mod adapter;
 pub mod body;
 pub mod errors;
 pub mod event;
+pub mod kubernetes;
 pub mod listener;
 pub mod llm;
 pub mod mcp;

@@ -80,23 +80,45 @@ impl GatehouseBuilder {
         policies: &[&str],
         extra: &str,
     ) -> Self {
+        self.protocol_connection("http", name, upstream, policies, extra, "authorization")
+    }
+
+    /// A connection of a protocol on HTTP (`http`, `llm`, `mcp`,
+    /// `kubernetes`) to `upstream`, holding the test credential in `header`
+    /// (`authorization` gets the `Bearer ` prefix; others, such as
+    /// Anthropic's `x-api-key`, none). `extra` goes into the
+    /// `[[connections]]` table.
+    pub fn protocol_connection(
+        self,
+        protocol: &str,
+        name: &str,
+        upstream: &str,
+        policies: &[&str],
+        extra: &str,
+        header: &str,
+    ) -> Self {
         let policies = policies
             .iter()
             .map(|p| format!("{p:?}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let prefix = if header == "authorization" {
+            "Bearer "
+        } else {
+            ""
+        };
         self.config(&format!(
             r#"
 [[connections]]
 name = "{name}"
-protocol = "http"
+protocol = "{protocol}"
 listen = "127.0.0.1:0"
 upstream = "{upstream}"
 policies = [{policies}]
 {extra}
 [connections.credential]
-header = "authorization"
-prefix = "Bearer "
+header = "{header}"
+prefix = "{prefix}"
 secret = {{ env = "GATEHOUSE_UPSTREAM_TOKEN" }}
 "#
         ))

@@ -7,6 +7,8 @@
 
 pub mod audit_events;
 pub mod gatehouse;
+pub mod kube_api;
+pub mod kubectl;
 pub mod llm;
 pub mod mcp;
 pub mod oidc;

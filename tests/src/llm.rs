@@ -1,15 +1,15 @@
 //! The LLM tests' parts: a local OpenAI- and Anthropic-compatible upstream
 //! (`tests/python/llm_upstream.py`, real SSE framing), the official `openai`
 //! and `anthropic` Python SDKs driven through a gateway connection
-//! (`tests/python/llm_client.py`, in the `target/py` venv of `make py-deps`),
-//! and the `protocol = "llm"` connection's configuration.
+//! (`tests/python/llm_client.py`, in the `target/py` venv of `make py-deps`).
+//! Connections come from `GatehouseBuilder::protocol_connection`.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use crate::{GatehouseBuilder, UPSTREAM_TOKEN, root};
+use crate::{UPSTREAM_TOKEN, root};
 
 /// What the upstream puts in its answer to the prompt `leak`, near the end
 /// of a long text (so it arrives split across 5-character deltas). It
@@ -74,44 +74,6 @@ impl Drop for LlmUpstream {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A `protocol = "llm"` connection to `upstream` holding the test
-/// credential in `header` (`authorization` with `Bearer `, or Anthropic's
-/// `x-api-key`). `extra` goes into the `[[connections]]` table.
-pub fn llm_connection(
-    builder: GatehouseBuilder,
-    name: &str,
-    upstream: &str,
-    policies: &[&str],
-    header: &str,
-    extra: &str,
-) -> GatehouseBuilder {
-    let policies = policies
-        .iter()
-        .map(|p| format!("{p:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let prefix = if header == "authorization" {
-        "Bearer "
-    } else {
-        ""
-    };
-    builder.config(&format!(
-        r#"
-[[connections]]
-name = "{name}"
-protocol = "llm"
-listen = "127.0.0.1:0"
-upstream = "{upstream}"
-policies = [{policies}]
-{extra}
-[connections.credential]
-header = "{header}"
-prefix = "{prefix}"
-secret = {{ env = "GATEHOUSE_UPSTREAM_TOKEN" }}
-"#
-    ))
 }
 
 /// Runs the SDK client: `mode` is `chat`, `chat-stream`, `embeddings`,

@@ -88,7 +88,8 @@ pub async fn serve(listener: TcpListener) {
     }
 }
 
-fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+/// A whole response with a content type.
+pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", content_type)
@@ -96,13 +97,17 @@ fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Respo
         .expect("response")
 }
 
-async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let authorized = req
-        .headers()
+/// Whether a request carries the held credential (`UPSTREAM_TOKEN`), which
+/// only Gatehouse adds.
+pub fn holds_upstream_token<B>(req: &Request<B>) -> bool {
+    req.headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {UPSTREAM_TOKEN}"));
-    if !authorized {
+        == Some(&format!("Bearer {UPSTREAM_TOKEN}"))
+}
+
+async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if !holds_upstream_token(&req) {
         return Ok(full(
             StatusCode::UNAUTHORIZED,
             "application/json",

@@ -44,6 +44,10 @@ pub enum EventKind {
     /// timed out, abandoned), with every approver's decision; written by the
     /// replica that held it, in the requester's session.
     Approval,
+    /// A part of an upgraded stream (`kubectl exec`/`attach`): its frames
+    /// with their channel, direction and time, and how the stream ended
+    /// with the last part.
+    StreamFrames,
 }
 
 impl EventKind {
@@ -55,6 +59,7 @@ impl EventKind {
             EventKind::PgConnect => "pg.connect",
             EventKind::PgStatement => "pg.statement",
             EventKind::Approval => "approval",
+            EventKind::StreamFrames => "stream.frames",
         }
     }
 }

@@ -154,6 +154,7 @@ fn describe(e: &StoredEvent, prompt: &mut String) -> (String, Vec<String>) {
             format!("[{}] {} {}", e.verdict, e.kind, e.summary),
             http_notes(&e.detail),
         ),
+        "stream.frames" => (format!("-- {}", e.summary), stream_notes(&e.detail)),
         _ => (format!("[{}] {} {}", e.verdict, e.kind, e.summary), vec![]),
     }
 }
@@ -253,6 +254,60 @@ fn http_notes(d: &Value) -> Vec<String> {
     notes
 }
 
+/// The frames of an upgraded stream, one line each with its time since
+/// the stream opened: `+0.012s stdout: total 0`.
+fn stream_notes(d: &Value) -> Vec<String> {
+    let mut notes: Vec<String> = d["frames"]
+        .as_array()
+        .map(|frames| {
+            frames
+                .iter()
+                .map(|f| {
+                    let t = f["t_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;
+                    let arrow = if f["dir"] == "in" { ">" } else { "<" };
+                    let channel = f["channel"].as_str().unwrap_or("?");
+                    match f["data"].as_str() {
+                        Some(data) => {
+                            format!("+{t:.3}s {arrow} {channel}: {}", data.escape_debug())
+                        }
+                        None => format!(
+                            "+{t:.3}s {arrow} {channel}: ({} bytes, over the recording limit)",
+                            f["bytes"].as_u64().unwrap_or(0)
+                        ),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let end = &d["end"];
+    if end.is_object() {
+        let mut facts = vec![format!(
+            "closed by {} after {:.3}s",
+            end["closed_by"].as_str().unwrap_or("?"),
+            end["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
+        )];
+        if let Some(status) = end["status"]["status"].as_str() {
+            facts.push(match end["status"]["message"].as_str() {
+                Some(m) => format!("{status}: {m}"),
+                None => status.to_string(),
+            });
+        }
+        facts.push(format!(
+            "{} bytes in, {} bytes out",
+            end["bytes_in"].as_u64().unwrap_or(0),
+            end["bytes_out"].as_u64().unwrap_or(0)
+        ));
+        if end["truncated"].as_bool() == Some(true) {
+            facts.push("recording limit reached".into());
+        }
+        if let Some(err) = end["error"].as_str() {
+            facts.push(format!("ERROR {err}"));
+        }
+        notes.push(facts.join(" · "));
+    }
+    notes
+}
+
 fn error_text(err: &Value) -> String {
     format!(
         "{} {}",
@@ -282,6 +337,45 @@ mod tests {
             prev_hash: String::new(),
             hash: String::new(),
         }
+    }
+
+    #[test]
+    fn an_exec_stream_replays_frame_by_frame() {
+        let session = StoredSession {
+            id: "s2".into(),
+            connection: "cluster".into(),
+            protocol: "kubernetes".into(),
+            client_addr: "127.0.0.1:5001".into(),
+            principal_subject: Some("bot".into()),
+            principal: None,
+            started_at_ms: 1_000,
+            ended_at_ms: None,
+            event_count: 1,
+        };
+        let events = [event(
+            1,
+            "stream.frames",
+            "allow",
+            "exec default/web: cat (part 1)",
+            json!({"frames": [
+                {"t_ms": 5, "dir": "in", "channel": "stdin", "bytes": 3, "data": "hi\n"},
+                {"t_ms": 7, "dir": "out", "channel": "stdout", "bytes": 3, "data": "hi\n"},
+                {"t_ms": 9, "dir": "out", "channel": "stdout", "bytes": 9000}],
+                "end": {"closed_by": "upstream", "duration_ms": 20, "bytes_in": 3, "bytes_out": 9003,
+                        "truncated": true, "status": {"status": "Success"}}}),
+        )];
+        let text = Transcript::new(&session, &events).to_text();
+        assert!(
+            text.contains(
+                "[+   0.250s] -- exec default/web: cat (part 1)
+    -- +0.005s > stdin: hi\\n
+    -- +0.007s < stdout: hi\\n
+    -- +0.009s < stdout: (9000 bytes, over the recording limit)
+    -- closed by upstream after 0.020s · Success · 3 bytes in, 9003 bytes out · recording limit reached
+"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -25,9 +25,9 @@
 //! Every refusal is rendered by [`ProtocolAdapter::error_body`], so a client
 //! sees its own protocol's error shape.
 //!
-//! Upgraded connections (WebSocket, SPDY for `kubectl exec`) are not proxied
-//! yet: a future `ResponsePlan::Upgrade` would take over both upgraded IO
-//! halves after a 101. Nothing here assumes a response ends with its body.
+//! A request that switches protocols (`kubectl exec` over WebSocket) is
+//! decided like any other; then the exchange's `upgrade` relay takes over
+//! both upgraded connections after the upstream's 101 (`proxy/upgrade.rs`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +35,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use super::body::BodyTransform;
@@ -139,6 +141,33 @@ pub trait AdapterExchange: Send {
         headers: &HeaderMap,
         cx: ResponseCx,
     ) -> Result<ResponsePlan, AdapterError>;
+    /// Adjusts the request headers for the upstream, after the proxy's own
+    /// rewriting (e.g. an `Accept` that asks only for what masks can read).
+    fn upstream_headers(&self, _headers: &mut HeaderMap) {}
+    /// For a request that switches protocols (`Upgrade`), the relay that
+    /// takes over both connections after the upstream's 101. The request
+    /// phase has been decided by then. `None`: the upgrade headers are
+    /// dropped, as on plain HTTP connections.
+    fn upgrade(&mut self) -> Option<Box<dyn UpgradeRelay>> {
+        None
+    }
+}
+
+/// Carries an upgraded connection (WebSocket for `kubectl exec`) after the
+/// request phase allowed it; see `proxy/upgrade.rs`.
+pub trait UpgradeRelay: Send {
+    /// Adjusts the upgrade request's headers for the upstream (e.g. keeps
+    /// only subprotocols the relay can read); an error refuses the request.
+    fn prepare(&self, headers: &mut HeaderMap) -> Result<(), AdapterError>;
+    /// Relays both upgraded connections until they close. `record` takes a
+    /// summary and a detail for each part of the stream's audit record.
+    fn relay(
+        self: Box<Self>,
+        client: TokioIo<Upgraded>,
+        upstream: TokioIo<Upgraded>,
+        masks: Arc<CompiledMasks>,
+        record: Box<dyn FnMut(String, Value) + Send>,
+    ) -> BoxFuture<'static, ()>;
 }
 
 /// Answers a refused exchange in its protocol's terms: the status and body
@@ -222,7 +251,9 @@ pub fn for_connection(c: &ConnectionConfig) -> Result<Option<Arc<dyn ProtocolAda
         ProtocolKind::Mcp => Ok(Some(Arc::new(super::mcp::McpAdapter::new(
             c.json_mask_limit_bytes,
         )))),
-        ProtocolKind::Kubernetes => Err("the kubernetes adapter is not built yet".into()),
+        ProtocolKind::Kubernetes => {
+            Ok(Some(Arc::new(super::kubernetes::KubernetesAdapter::new(c))))
+        }
     }
 }
 
@@ -236,6 +267,15 @@ pub fn mask_json_strings(doc: &mut Value, masks: &CompiledMasks) -> u64 {
         changed += mask_strings(doc, text, &masks.hash_key);
     }
     changed
+}
+
+/// The text masks alone in every string of a JSON document; returns how
+/// many strings changed.
+pub fn mask_json_text(doc: &mut Value, masks: &CompiledMasks) -> u64 {
+    match &masks.text {
+        Some(text) => mask_strings(doc, text, &masks.hash_key),
+        None => 0,
+    }
 }
 
 fn mask_strings(

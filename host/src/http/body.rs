@@ -259,11 +259,11 @@ where
                 }
                 None => {
                     let mut tail = Vec::new();
-                    if let Some(t) = transform.as_mut() {
-                        if let Err(e) = t.finish(&mut tail).await {
-                            tail.extend_from_slice(&t.failure(&e));
-                            capture.error = Some(e);
-                        }
+                    if let Some(t) = transform.as_mut()
+                        && let Err(e) = t.finish(&mut tail).await
+                    {
+                        tail.extend_from_slice(&t.failure(&e));
+                        capture.error = Some(e);
                     }
                     capture.add(&tail);
                     capture.masked = transform.as_ref().map(|t| t.masked()).unwrap_or(0);

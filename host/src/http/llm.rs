@@ -200,15 +200,7 @@ impl BufferedResponse for LlmAnswer {
             Ok(Finished {
                 body,
                 decision: Some(outcome),
-                detail: json!({
-                    "model": completion.model,
-                    "text": completion.text,
-                    "tool_calls": completion.tool_calls,
-                    "usage": completion.usage,
-                    "stream": false,
-                    "masked": masked,
-                    "latency_ms": self.cx.started.elapsed().as_millis() as u64,
-                }),
+                detail: completion.detail(&self.cx, json!({"stream": false, "masked": masked})),
             })
         })
     }

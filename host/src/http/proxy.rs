@@ -3,6 +3,7 @@
 //! stream back → record.
 
 mod hold;
+mod upgrade;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -323,6 +324,15 @@ impl HttpProxy {
                     .unwrap_or(HeaderValue::from_static("[MASKED]"));
             }
         }
+        // A switch of protocols (`kubectl exec`) goes on only now that the
+        // request phase allowed it; the adapter's relay carries the stream.
+        if let Some(relay) = adapted.as_mut().and_then(|a| a.upgrade()) {
+            let masks = match ex.record_masks.clone() {
+                Some(m) => m,
+                None => self.compile(&request_masks, true)?,
+            };
+            return self.forward_upgrade(parts, relay, session, ex, masks).await;
+        }
         if rewritten.is_some() && !prefix.complete {
             return Err(ProxyError::Internal(format!(
                 "the {} adapter rewrote a body it had not read whole",
@@ -362,13 +372,10 @@ impl HttpProxy {
             // Masking changes the length; hyper frames the new body itself.
             parts.headers.remove(http::header::CONTENT_LENGTH);
         }
-        parts.uri = self
-            .upstream
-            .uri_for(&parts.uri)
-            .map_err(ProxyError::BadRequest)?;
-        self.upstream
-            .prepare_headers(&mut parts.headers, &session.client_addr);
-        parts.version = http::Version::HTTP_11;
+        self.aim_upstream(&mut parts, session)?;
+        if let Some(a) = adapted.as_ref() {
+            a.upstream_headers(&mut parts.headers);
+        }
         let upstream_req = Request::from_parts(parts, upstream_body);
 
         let resp = tokio::time::timeout(
@@ -470,25 +477,8 @@ impl HttpProxy {
                 if let Some(v) = verdict {
                     self.check_verdict(v)?;
                 }
-                rparts.headers.remove(http::header::CONTENT_LENGTH);
-                let mut capture = Capture::new(self.capture_limit);
-                capture.add(&finished.body);
                 let ex_owned = std::mem::replace(ex, ex.placeholder());
-                self.metrics.request(&self.name, allowed);
-                self.record(
-                    &session,
-                    ex_owned,
-                    EventKind::HttpExchange,
-                    allowed,
-                    Some(capture),
-                    None,
-                );
-                return Ok(Response::from_parts(
-                    rparts,
-                    Full::new(Bytes::from(finished.body))
-                        .map_err(|e| match e {})
-                        .boxed_unsync(),
-                ));
+                return Ok(self.whole_response(&session, ex_owned, rparts, finished.body, allowed));
             }
             ResponsePlan::Stream(transform) => {
                 rparts.headers.remove(http::header::CONTENT_LENGTH);
@@ -538,24 +528,7 @@ impl HttpProxy {
                 ))
             })?;
             let masked = mask_json(&bytes.to_bytes(), &compiled).map_err(ProxyError::MaskFailed)?;
-            rparts.headers.remove(http::header::CONTENT_LENGTH);
-            let mut capture = Capture::new(self.capture_limit);
-            capture.add(&masked);
-            this.metrics.request(&this.name, allowed);
-            this.record(
-                &session,
-                ex_owned,
-                EventKind::HttpExchange,
-                allowed,
-                Some(capture),
-                None,
-            );
-            return Ok(Response::from_parts(
-                rparts,
-                Full::new(Bytes::from(masked))
-                    .map_err(|e| match e {})
-                    .boxed_unsync(),
-            ));
+            return Ok(self.whole_response(&session, ex_owned, rparts, masked, allowed));
         }
         if compiled.text.is_some() {
             rparts.headers.remove(http::header::CONTENT_LENGTH);
@@ -653,6 +626,35 @@ impl HttpProxy {
         self.masks
             .compile(rules, &literals)
             .map_err(|e| ProxyError::MaskFailed(e.to_string()))
+    }
+
+    /// A response whose (masked) body is whole: recorded, then sent.
+    fn whole_response(
+        &self,
+        session: &SessionMeta,
+        ex: Exchange,
+        mut parts: http::response::Parts,
+        body: Vec<u8>,
+        verdict: &str,
+    ) -> Response<ProxyBody> {
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        let mut capture = Capture::new(self.capture_limit);
+        capture.add(&body);
+        self.metrics.request(&self.name, verdict);
+        self.record(
+            session,
+            ex,
+            EventKind::HttpExchange,
+            verdict,
+            Some(capture),
+            None,
+        );
+        Response::from_parts(
+            parts,
+            Full::new(Bytes::from(body))
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        )
     }
 
     /// The held credential, as a literal mask.
@@ -753,13 +755,7 @@ impl HttpProxy {
             detail[self.protocol] = protocol;
         }
         self.audit.record_event(AuditEvent {
-            session: SessionInfo {
-                id: session.id.clone(),
-                connection: session.connection.clone(),
-                protocol: self.protocol.into(),
-                client_addr: session.client_addr.clone(),
-                started_at_ms: session.started_at_ms,
-            },
+            session: self.session_info(session),
             at_ms: ex.at_ms,
             kind,
             principal: ex.principal.as_ref().map(Principal::record),
@@ -826,6 +822,34 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl HttpProxy {
+    /// Points a request at the upstream: its URI, its headers rewritten
+    /// (the held credential in, hop-by-hop and Gatehouse's out), HTTP/1.1.
+    fn aim_upstream(
+        &self,
+        parts: &mut http::request::Parts,
+        session: &SessionMeta,
+    ) -> Result<(), ProxyError> {
+        parts.uri = self
+            .upstream
+            .uri_for(&parts.uri)
+            .map_err(ProxyError::BadRequest)?;
+        self.upstream
+            .prepare_headers(&mut parts.headers, &session.client_addr);
+        parts.version = http::Version::HTTP_11;
+        Ok(())
+    }
+
+    /// The session as audit records name it.
+    fn session_info(&self, session: &SessionMeta) -> SessionInfo {
+        SessionInfo {
+            id: session.id.clone(),
+            connection: session.connection.clone(),
+            protocol: self.protocol.into(),
+            client_addr: session.client_addr.clone(),
+            started_at_ms: session.started_at_ms,
+        }
+    }
+
     pub fn end_session(&self, session_id: &str) {
         self.audit.end_session(session_id.to_string());
     }

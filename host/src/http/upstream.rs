@@ -46,6 +46,8 @@ impl std::fmt::Debug for Credential {
 pub struct Upstream {
     pub base: Uri,
     pub client: UpstreamClient,
+    /// HTTP/1.1 only, unpooled: for requests that switch protocols.
+    pub upgrade_client: UpstreamClient,
     pub credential: Option<Credential>,
 }
 
@@ -58,14 +60,23 @@ impl Upstream {
         http.set_connect_timeout(Some(Duration::from_secs(5)));
         http.set_nodelay(true);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(http.clone());
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
+        // Upgrades (WebSocket) need HTTP/1.1 even where ALPN would pick h2.
+        let http1_only = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let upgrade_client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(http1_only);
         let credential = match &c.credential {
             Some(cred) => {
                 let secret = cred.secret.resolve()?;
@@ -85,6 +96,7 @@ impl Upstream {
         Ok(Self {
             base,
             client,
+            upgrade_client,
             credential,
         })
     }

@@ -23,6 +23,22 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// The answer as recorded: model, text, tool calls, usage and latency,
+    /// plus `extra` fields of the way it came.
+    pub fn detail(&self, cx: &crate::http::adapter::ResponseCx, extra: Value) -> Value {
+        let mut d = serde_json::json!({
+            "model": self.model,
+            "text": self.text,
+            "tool_calls": self.tool_calls,
+            "usage": self.usage,
+            "latency_ms": cx.started.elapsed().as_millis() as u64,
+        });
+        if let (Some(d), Value::Object(extra)) = (d.as_object_mut(), extra) {
+            d.extend(extra);
+        }
+        d
+    }
+
     pub fn to_wit(&self) -> wit::LlmResponse {
         wit::LlmResponse {
             model: self.model.clone(),

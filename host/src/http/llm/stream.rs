@@ -362,16 +362,8 @@ impl LlmStream {
             "content_block_start" => {
                 let index = doc.get("index").and_then(Value::as_u64).unwrap_or(0);
                 if doc.pointer("/content_block/type").and_then(Value::as_str) == Some("tool_use") {
-                    let id = doc
-                        .pointer("/content_block/id")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let name = doc
-                        .pointer("/content_block/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
+                    let id = text_at(doc, "/content_block/id");
+                    let name = text_at(doc, "/content_block/name");
                     let ch =
                         self.channel(Key::Block { index }, "/delta/partial_json", ev, Value::Null);
                     ch.tool = Some((id, name));
@@ -443,21 +435,13 @@ impl LlmStream {
             return;
         }
         match kind.as_str() {
-            "response.output_item.added" => {
-                if doc.pointer("/item/type").and_then(Value::as_str) == Some("function_call") {
-                    let id = doc
-                        .pointer("/item/call_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let name = doc
-                        .pointer("/item/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    let ch = self.channel(Key::CallArgs { output }, "/delta", ev, Value::Null);
-                    ch.tool = Some((id, name));
-                }
+            "response.output_item.added"
+                if doc.pointer("/item/type").and_then(Value::as_str) == Some("function_call") =>
+            {
+                let id = text_at(doc, "/item/call_id");
+                let name = text_at(doc, "/item/name");
+                let ch = self.channel(Key::CallArgs { output }, "/delta", ev, Value::Null);
+                ch.tool = Some((id, name));
             }
             "response.output_text.done" => {
                 self.flush_where(|k| k == Key::OutputText { output, content }, out)
@@ -601,6 +585,14 @@ impl LlmStream {
     }
 }
 
+/// The string at `pointer`, or empty.
+fn text_at(doc: &Value, pointer: &str) -> String {
+    doc.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
 fn reframed(ev: &SseEvent, doc: &Value) -> SseEvent {
     SseEvent {
         event: ev.event.clone(),
@@ -696,17 +688,15 @@ impl BodyTransform for LlmStream {
     fn report(&mut self) -> Option<StreamReport> {
         let completion = self.completion.clone().unwrap_or_else(|| self.completion());
         Some(StreamReport {
-            detail: json!({
-                "model": completion.model,
-                "text": completion.text,
-                "tool_calls": completion.tool_calls,
-                "usage": completion.usage,
-                "stream": true,
-                "events": self.events,
-                "first_token_ms": self.first_token_ms,
-                "latency_ms": self.cx.started.elapsed().as_millis() as u64,
-                "error": self.error,
-            }),
+            detail: completion.detail(
+                &self.cx,
+                json!({
+                    "stream": true,
+                    "events": self.events,
+                    "first_token_ms": self.first_token_ms,
+                    "error": self.error,
+                }),
+            ),
             decision: self.decision.take(),
         })
     }

@@ -1,0 +1,535 @@
+//! The Kubernetes API through Gatehouse, driven by the real `kubectl`
+//! against a stand-in API server (`gatehouse_tests::kube_api`): Secrets
+//! masked in YAML, JSON, table and watch output; a namespace deletion held
+//! for approval; exec blocked by policy, and when allowed relayed over
+//! WebSocket, recorded and replayed; refusals as `Status` objects kubectl
+//! prints; and bad input from either side refused, never passed through.
+
+use std::time::Duration;
+
+use gatehouse_tests::audit_events::events;
+use gatehouse_tests::kube_api::{KubeApi, SECRET_PASSWORD_B64, SECRET_STRING_DATA};
+use gatehouse_tests::kubectl::{Kubectl, text};
+use gatehouse_tests::tls::TestCert;
+use gatehouse_tests::{Gatehouse, GatehouseBuilder};
+use serde_json::{Value, json};
+
+/// k8s-guard with approvals by `ops` and exec blocked in kube-system.
+fn guard() -> Value {
+    json!({
+        "deletes": {"approver_groups": ["ops"], "timeout_secs": 60},
+        "exec": {"blocked_namespaces": ["kube-system"], "blocked_commands": ["rm"]}
+    })
+}
+
+/// A gateway whose `cluster` connection serves TLS with a test certificate
+/// (kubectl sends tokens only over TLS).
+struct Gateway {
+    gh: Gatehouse,
+    cert: TestCert,
+    _certs: tempfile::TempDir,
+}
+
+impl Gateway {
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.gh.port("cluster"))
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let pem = std::fs::read(&self.cert.cert).unwrap();
+        reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    fn kubectl(&self, key: &str) -> Kubectl {
+        Kubectl::new(&self.url(""), &self.cert.cert, key)
+    }
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Gatehouse;
+    fn deref(&self) -> &Gatehouse {
+        &self.gh
+    }
+}
+
+fn gateway(api: &KubeApi, extra: &str) -> Gateway {
+    gateway_with(api, guard(), extra)
+}
+
+fn gateway_with(api: &KubeApi, guard: Value, extra: &str) -> Gateway {
+    let certs = tempfile::tempdir().unwrap();
+    let cert = TestCert::generate(certs.path());
+    let gh = GatehouseBuilder::new()
+        .policy("k8s", "k8s-guard", Some(guard))
+        .admin_groups(&["admins"])
+        .config(&format!(
+            r#"
+[[connections]]
+name = "cluster"
+protocol = "kubernetes"
+listen = "127.0.0.1:0"
+upstream = "{}"
+policies = ["k8s"]
+{extra}
+[connections.tls]
+cert_file = {:?}
+key_file = {:?}
+
+[connections.credential]
+header = "authorization"
+prefix = "Bearer "
+secret = {{ env = "GATEHOUSE_UPSTREAM_TOKEN" }}
+"#,
+            api.url(),
+            cert.cert,
+            cert.key
+        ))
+        .start();
+    Gateway {
+        gh,
+        cert,
+        _certs: certs,
+    }
+}
+
+#[track_caller]
+fn assert_masked(out: &str) {
+    assert!(
+        !out.contains(SECRET_PASSWORD_B64),
+        "secret value leaked:\n{out}"
+    );
+    assert!(
+        !out.contains(SECRET_STRING_DATA),
+        "secret value leaked:\n{out}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_are_masked_in_yaml_json_table_and_lists() {
+    let api = KubeApi::start().await;
+    let gh = gateway(&api, "");
+    let key = gh.create_key("agent", &["dev"]);
+    let k = gh.kubectl(&key);
+
+    let o = k.run(&["get", "secret", "db-credentials", "-o", "yaml"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_masked(&out);
+    assert!(out.contains("kind: Secret"), "{out}");
+    assert!(out.contains("password: '[MASKED:json]'"), "{out}");
+    assert!(out.contains("name: db-credentials"), "{out}");
+
+    let o = k.run(&["get", "secrets", "-o", "json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_masked(&out);
+    let list: Value = serde_json::from_str(&out).expect("kubectl -o json");
+    assert_eq!(list["items"][0]["data"]["password"], "[MASKED:json]");
+    assert_eq!(list["items"][1]["stringData"]["token"], "[MASKED:json]");
+
+    // Plain table output: the Table's rows.
+    let o = k.run(&["get", "secrets"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("db-credentials") && out.contains("api-token"),
+        "{out}"
+    );
+
+    // A Table that includes whole objects is masked row by row.
+    let body = reqwest_get(
+        &gh,
+        &key,
+        "/api/v1/namespaces/default/secrets?includeObject=Object",
+        "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+    )
+    .await;
+    assert_masked(&body);
+    let table: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(
+        table["rows"][0]["object"]["data"]["password"],
+        "[MASKED:json]"
+    );
+
+    // Other objects are untouched.
+    let o = k.run(&["get", "namespace", "default", "-o", "json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("\"phase\": \"Active\""), "{out}");
+
+    // The stand-in saw only the held credential, and never a protobuf Accept.
+    assert!(api.seen().iter().all(|s| !s.accept.contains("protobuf")));
+    let direct = gatehouse_tests::http_client()
+        .get(format!("{}/api/v1/namespaces/default/secrets", api.url()))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        direct.status(),
+        401,
+        "the caller's key opens nothing upstream"
+    );
+
+    // The audit record holds the masked answer and the classified request.
+    let ev = events(&gh, "http.exchange");
+    let get = ev
+        .iter()
+        .find(|(_, s, _)| s.contains("/secrets/db-credentials"))
+        .expect("recorded get");
+    assert_masked(&get.2.to_string());
+    assert_eq!(get.2["kubernetes"]["request"]["verb"], "get", "{}", get.2);
+    assert_eq!(get.2["kubernetes"]["request"]["resource"], "secrets");
+}
+
+async fn reqwest_get(gh: &Gateway, key: &str, path: &str, accept: &str) -> String {
+    let resp = gh
+        .client()
+        .get(gh.url(path))
+        .bearer_auth(key)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    resp.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn watches_are_masked_event_by_event_and_protobuf_is_not_asked_for() {
+    let api = KubeApi::start().await;
+    let gh = gateway(&api, "");
+    let key = gh.create_key("agent", &["dev"]);
+    let resp = gh
+        .client()
+        .get(gh.url("/api/v1/namespaces/default/secrets?watch=true&timeoutSeconds=1"))
+        .bearer_auth(&key)
+        .header(
+            "accept",
+            "application/vnd.kubernetes.protobuf;stream=watch,application/json",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    assert_masked(&body);
+    let events: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one event"))
+        .collect();
+    let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(types, ["ADDED", "ADDED", "MODIFIED"]);
+    assert_eq!(events[2]["object"]["data"]["password"], "[MASKED:json]");
+    let seen = api.seen();
+    let watch = seen
+        .iter()
+        .find(|s| s.query.contains("watch=true"))
+        .unwrap();
+    assert_eq!(watch.accept, "application/json");
+
+    // kubectl's own watch, cut short by its request timeout.
+    let k = gh.kubectl(&key);
+    let o = k.run(&[
+        "get",
+        "secrets",
+        "--watch",
+        "-o",
+        "json",
+        "--request-timeout=2s",
+    ]);
+    let (out, _) = text(&o);
+    assert_masked(&out);
+    assert!(out.contains("db-credentials"), "{out}");
+}
+
+#[tokio::test]
+async fn a_broken_answer_is_refused_not_passed_through() {
+    let api = KubeApi::start().await;
+    let gh = gateway(&api, "json_mask_limit_bytes = 4096");
+    let key = gh.create_key("agent", &["dev"]);
+    let k = gh.kubectl(&key);
+
+    // A list cut off in the middle of a Secret.
+    let o = k.run(&["get", "secrets", "-n", "broken", "-o", "yaml"]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success());
+    assert_masked(&out);
+    assert_masked(&err);
+    assert!(err.contains("Error from server (InternalError)"), "{err}");
+    assert!(err.contains("not JSON"), "{err}");
+
+    // A watch cut off in the middle of an event ends with an ERROR event.
+    let resp = gh
+        .client()
+        .get(gh.url("/api/v1/namespaces/broken/secrets?watch=1"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let body = resp.text().await.unwrap_or_default();
+    assert_masked(&body);
+    let last: Value = serde_json::from_str(body.lines().last().unwrap_or("null")).unwrap();
+    assert_eq!(last["type"], "ERROR", "{body}");
+    assert_eq!(last["object"]["kind"], "Status");
+
+    // A request object that is not JSON, and one over the body limit.
+    for (body, code, reason) in [
+        ("{\"kind\": \"Secret\", ".to_string(), 400, "BadRequest"),
+        (
+            format!(
+                "{{\"kind\":\"ConfigMap\",\"data\":{{\"a\":\"{}\"}}}}",
+                "x".repeat(8 << 20)
+            ),
+            413,
+            "RequestEntityTooLarge",
+        ),
+    ] {
+        let resp = gh
+            .client()
+            .post(gh.url("/api/v1/namespaces/default/configmaps"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), code);
+        let status: Value = resp.json().await.unwrap();
+        assert_eq!(status["kind"], "Status");
+        assert_eq!(status["reason"], reason, "{status}");
+    }
+    assert!(
+        api.seen().iter().all(|s| s.method != "POST"),
+        "nothing unchecked went upstream"
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_waits_for_an_approval() {
+    let api = KubeApi::start().await;
+    let gh = gateway(&api, "");
+    let agent = gh.create_key("agent", &["dev"]);
+    let olga = gh.create_person_key("olga", &["ops"]);
+    let k = gh.kubectl(&agent);
+
+    let held = k.spawn(&["delete", "namespace", "scratch", "--wait=false"]);
+    let approval = wait_for_approval(&gh, &olga);
+    assert_eq!(approval["reason"], "delete namespace scratch", "{approval}");
+    assert!(
+        api.namespaces().contains(&"scratch".to_string()),
+        "not deleted before the approval"
+    );
+    decide(&gh, &olga, &approval, "approve");
+    let o = held.await.unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("namespace \"scratch\" deleted"), "{out}");
+    assert!(!api.namespaces().contains(&"scratch".to_string()));
+
+    // Denied: kubectl prints the Status, and the namespace stays.
+    let held = k.spawn(&["delete", "namespace", "default", "--wait=false"]);
+    let approval = wait_for_approval(&gh, &olga);
+    decide(&gh, &olga, &approval, "deny");
+    let o = held.await.unwrap();
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        err.starts_with("Error from server (Forbidden): gatehouse: approval"),
+        "{err}"
+    );
+    assert!(err.contains("denied by olga"), "{err}");
+    assert!(api.namespaces().contains(&"default".to_string()));
+}
+
+/// The first waiting approval, as an operator lists it with `gatehouse
+/// approvals list` through the admin API.
+fn wait_for_approval(gh: &Gatehouse, key: &str) -> Value {
+    for _ in 0..400 {
+        let o = gh.cli_remote(key, &["approvals", "list", "--json"]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+        if let Some(a) = listed["approvals"].as_array().and_then(|a| a.first()) {
+            return a.clone();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no approval appeared; log:\n{}", gh.log());
+}
+
+/// `gatehouse approvals approve|deny ID`.
+fn decide(gh: &Gatehouse, key: &str, approval: &Value, action: &str) {
+    let id = approval["id"].as_str().expect("approval id");
+    let o = gh.cli_remote(key, &["approvals", action, id, "--reason", "checked"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+}
+
+#[tokio::test]
+async fn exec_is_blocked_by_policy_and_otherwise_recorded_for_replay() {
+    let api = KubeApi::start().await;
+    let gh = gateway(&api, "");
+    let key = gh.create_key("agent", &["dev"]);
+    let k = gh.kubectl(&key);
+
+    // Blocked: a Status kubectl prints, and no exec reached the API server.
+    let o = k.run(&["exec", "-n", "kube-system", "web", "--", "ls"]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        err.contains("Error from server (Forbidden): gatehouse: denied by policy k8s: exec into pods of namespace kube-system is not allowed"),
+        "{err}"
+    );
+    let o = k.run(&["exec", "web", "--", "rm", "-rf", "/data"]);
+    assert!(
+        text(&o).1.contains("running rm in a pod is not allowed"),
+        "{:?}",
+        text(&o)
+    );
+    assert!(api.seen().iter().all(|s| !s.path.ends_with("/exec")));
+
+    // Allowed: output relayed, and with stdin.
+    let o = k.run(&["exec", "web", "--", "echo", "hello", "from", "web"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out, "hello from web\n");
+    let o = k.run_with_stdin(
+        &["exec", "-i", "web", "--", "cat"],
+        b"typed line one\ntyped line two\n",
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out, "typed line one\ntyped line two\n");
+    // The pod's exit code comes through.
+    let o = k.run(&["exec", "web", "--", "false"]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+
+    // Recorded: frames with channels and timing, in order.
+    let parts = wait_for_parts(&gh, 3).await;
+    let cat = parts
+        .iter()
+        .find(|(_, s, _)| s.contains(": cat"))
+        .expect("the cat session is recorded");
+    let frames = cat.2["frames"].as_array().unwrap();
+    let stdin: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["channel"] == "stdin")
+        .filter_map(|f| f["data"].as_str())
+        .collect();
+    assert_eq!(stdin.concat(), "typed line one\ntyped line two\n");
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["channel"] == "stdout" && f["dir"] == "out")
+    );
+    let times: Vec<u64> = frames.iter().map(|f| f["t_ms"].as_u64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    assert_eq!(cat.2["end"]["status"]["status"], "Success");
+    let failed = parts
+        .iter()
+        .find(|(_, s, _)| s.contains(": false"))
+        .unwrap();
+    assert_eq!(failed.2["end"]["status"]["reason"], "NonZeroExitCode");
+
+    // Replayed: the session's transcript shows the stream.
+    let session = session_of(&gh, &cat.2);
+    let auditor = gh.create_person_key("ada", &["admins"]);
+    let o = gh.cli_remote(&auditor, &["sessions", "replay", &session]);
+    let replay = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{replay}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(replay.contains("exec default/web: cat"), "{replay}");
+    assert!(replay.contains("> stdin: typed line one"), "{replay}");
+    assert!(replay.contains("< stdout: typed line one"), "{replay}");
+}
+
+/// With `exec.approve`, the command waits for a person before the upgrade
+/// goes on; approved, the stream runs as usual.
+#[tokio::test]
+async fn exec_waits_for_an_approval_of_its_command() {
+    let api = KubeApi::start().await;
+    let gh = gateway_with(
+        &api,
+        json!({"exec": {"approve": true, "approver_groups": ["ops"]}}),
+        "",
+    );
+    let agent = gh.create_key("agent", &["dev"]);
+    let olga = gh.create_person_key("olga", &["ops"]);
+    let k = gh.kubectl(&agent);
+    let held = k.spawn(&["exec", "web", "--", "echo", "approved", "run"]);
+    let approval = wait_for_approval(&gh, &olga);
+    assert_eq!(
+        approval["reason"], "exec in pod default/web: echo approved run",
+        "{approval}"
+    );
+    assert!(
+        api.seen().iter().all(|s| !s.path.ends_with("/exec")),
+        "held before the upgrade"
+    );
+    decide(&gh, &olga, &approval, "approve");
+    let o = held.await.unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out, "approved run\n");
+}
+
+/// kubectl before 1.30 speaks SPDY for exec, which Gatehouse cannot
+/// record: the policy still decides first, and an allowed exec is refused
+/// with a message that says why, before anything reaches the pod.
+#[tokio::test]
+async fn exec_over_spdy_is_refused_clearly() {
+    let Some(old) = gatehouse_tests::kubectl::older(29) else {
+        eprintln!("skipped: no kubectl.1.29 beside kubectl on this machine");
+        return;
+    };
+    let api = KubeApi::start().await;
+    let gh = gateway(&api, "");
+    let key = gh.create_key("agent", &["dev"]);
+    let k = gh.kubectl(&key).using(old);
+    let o = k.run(&["exec", "-n", "kube-system", "web", "--", "ls"]);
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("exec into pods of namespace kube-system is not allowed"),
+        "{err}"
+    );
+    let o = k.run(&["exec", "web", "--", "echo", "hi"]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        err.contains("Gatehouse relays exec and attach over WebSocket only"),
+        "{err}"
+    );
+    assert!(api.seen().iter().all(|s| !s.path.ends_with("/exec")));
+}
+
+async fn wait_for_parts(gh: &Gatehouse, n: usize) -> Vec<(String, String, Value)> {
+    for _ in 0..200 {
+        let parts: Vec<_> = events(gh, "stream.frames")
+            .into_iter()
+            .filter(|(_, _, d)| d["end"].is_object())
+            .collect();
+        if parts.len() >= n {
+            return events(gh, "stream.frames");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{n} exec streams were not recorded; log:\n{}", gh.log());
+}
+
+fn session_of(gh: &Gatehouse, detail: &Value) -> String {
+    let request_id = detail["request_id"].as_str().expect("request id");
+    gh.audit_db()
+        .query_row(
+            "SELECT session_id FROM events WHERE kind = 'stream.frames' AND detail LIKE ?1 LIMIT 1",
+            [format!("%{request_id}%")],
+            |r| r.get(0),
+        )
+        .expect("session of the exec stream")
+}
