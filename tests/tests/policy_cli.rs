@@ -96,6 +96,7 @@ fn every_hook_event_reaches_the_guest_intact() {
             "llm.on-request",
             "llm.on-response",
             "mcp.on-request",
+            "mcp.on-result",
             "mcp.filter-tools",
             "ssh.on-command"
         ]

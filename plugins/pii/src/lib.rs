@@ -142,6 +142,10 @@ impl bindings::mcp::Guest for Pii {
         text(&ctx, Direction::Request)
     }
 
+    fn on_result(ctx: Context, _request: bindings::mcp::McpRequest, _result: String) -> Decision {
+        text(&ctx, Direction::Response)
+    }
+
     fn filter_tools(_ctx: Context, _tools: Vec<bindings::mcp::ToolInfo>) -> Vec<String> {
         vec![]
     }

@@ -112,6 +112,10 @@ impl bindings::mcp::Guest for Secrets {
         current(&ctx, Direction::Request)
     }
 
+    fn on_result(ctx: Context, _request: bindings::mcp::McpRequest, _result: String) -> Decision {
+        current(&ctx, Direction::Response)
+    }
+
     fn filter_tools(_ctx: Context, _tools: Vec<bindings::mcp::ToolInfo>) -> Vec<String> {
         vec![]
     }

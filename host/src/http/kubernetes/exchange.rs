@@ -146,10 +146,16 @@ struct WatchTransform {
 }
 
 impl BodyTransform for WatchTransform {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        self.masker
+    fn push<'a>(
+        &'a mut self,
+        chunk: &'a [u8],
+        out: &'a mut Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let r = self
+            .masker
             .push(chunk, &self.masks, out)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        Box::pin(std::future::ready(r))
     }
 
     fn finish<'a>(&'a mut self, out: &'a mut Vec<u8>) -> BoxFuture<'a, Result<(), String>> {

@@ -203,6 +203,19 @@ impl mcp::Guest for Probe {
         )
     }
 
+    fn on_result(ctx: Context, r: mcp::McpRequest, result: String) -> Decision {
+        probe(
+            &ctx,
+            format!(
+                "mcp.on-result {} tool={:?} target={:?} read_only={:?} result={result}",
+                r.method,
+                r.tool,
+                r.target,
+                r.tool_info.map(|t| t.read_only)
+            ),
+        )
+    }
+
     fn filter_tools(_ctx: Context, tools: Vec<mcp::ToolInfo>) -> Vec<String> {
         tools
             .into_iter()
