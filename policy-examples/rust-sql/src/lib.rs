@@ -63,7 +63,10 @@ impl bindings::postgres::Guest for Policy {
             Ok(s) => s,
             Err(d) => return d,
         };
-        let drops = query.statements.iter().any(|s| s.kind == StatementKind::Drop);
+        let drops = query
+            .statements
+            .iter()
+            .any(|s| s.kind == StatementKind::Drop);
         if drops && !ctx.in_any_group(&settings.allow_groups) {
             return deny("DROP needs one of the allowed groups");
         }
