@@ -4,7 +4,7 @@ WASM_TARGET := wasm32-wasip2
 GUESTS := http-guard sql-guard secrets pii llm-guard mcp-guard k8s-guard allow-all deny-marker infinite-loop memory-bomb trap huge-output sandbox-probe fixture-probe
 GUEST_FLAGS := $(foreach g,$(GUESTS),-p $(g))
 
-.PHONY: all toolchain plugins oidc-harness console-harness kubectl py-deps build test demo bench bench-pg fmt lint clean
+.PHONY: all toolchain plugins examples oidc-harness console-harness kubectl py-deps build test demo bench bench-pg fmt lint clean
 
 all: build plugins
 
@@ -13,6 +13,27 @@ toolchain:
 
 plugins: toolchain
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(GUEST_FLAGS)
+
+# The same SQL policy in Rust, Python and JavaScript (policy-examples/), each
+# built from wit/ into target/policy-examples/. tests/tests/policy_examples.rs
+# builds them itself when they are missing, so `make test` does not wait on
+# componentize-py and ComponentizeJS (about a minute together).
+EXAMPLES_OUT := target/policy-examples
+
+examples: $(EXAMPLES_OUT)/rust-sql.wasm $(EXAMPLES_OUT)/python-sql.wasm $(EXAMPLES_OUT)/js-sql.wasm
+
+$(EXAMPLES_OUT)/rust-sql.wasm: toolchain policy-examples/rust-sql/src/lib.rs $(wildcard wit/*.wit)
+	$(CARGO) build --profile wasm --target $(WASM_TARGET) -p rust-sql
+	mkdir -p $(EXAMPLES_OUT) && cp target/$(WASM_TARGET)/wasm/rust_sql.wasm $@
+
+$(EXAMPLES_OUT)/python-sql.wasm: target/py/.componentize-py-0.25.1 policy-examples/python-sql/app.py $(wildcard wit/*.wit)
+	$(MAKE) -C policy-examples/python-sql build COMPONENTIZE_PY=$(CURDIR)/target/py/bin/componentize-py
+
+$(EXAMPLES_OUT)/js-sql.wasm: policy-examples/js-sql/node_modules/.package-lock.json policy-examples/js-sql/policy.js $(wildcard wit/*.wit)
+	$(MAKE) -C policy-examples/js-sql build
+
+policy-examples/js-sql/node_modules/.package-lock.json: policy-examples/js-sql/package.json policy-examples/js-sql/package-lock.json
+	cd policy-examples/js-sql && npm ci --no-audit --no-fund --loglevel=error
 
 # psycopg for the PostgreSQL tests, componentize-py for the Python policy
 # skeleton's test, and the LLM and MCP SDKs (PyPI), in a venv under target/.
