@@ -462,7 +462,8 @@ const JS_PACKAGE: &str = r#"{
     "build": "componentize-js policy.js --wit wit --world-name gatehouse:policy/@HOOK@-policy@0.1.0 -d stdio random clocks http fetch-event -o build/@NAME@.wasm"
   },
   "devDependencies": {
-    "@bytecodealliance/componentize-js": "0.23.0"
+    "@bytecodealliance/componentize-js": "0.23.0",
+    "@bytecodealliance/preview2-shim": "0.25.0"
   }
 }
 "#;
