@@ -453,18 +453,16 @@ async fn a_decision_after_the_deadline_is_refused_in_its_transaction() {
 #[tokio::test]
 async fn a_submit_dropped_midway_leaves_no_waiter_behind() {
     let f = fixture(1).await;
-    let bot = person("bot", &[], None);
-    // Polled once, the submit registers its waiter and starts the insert;
-    // dropping it there must take the waiter out again.
-    let meta = session();
-    let mut submit = Box::pin(
-        f.approvals
-            .submit(info(&bot, 30, ApprovalScope::Once), &bot, &meta),
-    );
-    let polled = tokio::time::timeout(Duration::ZERO, submit.as_mut()).await;
-    assert!(polled.is_err(), "the insert finished on the first poll");
-    drop(submit);
+    // What submit registers before its insert: if the submit is dropped
+    // while the insert runs, the registration goes with it.
+    {
+        let _r = Registration::new(&f.approvals, "x", Arc::new(tokio::sync::Notify::new()));
+        assert_eq!(f.approvals.waiting_ids(), ["x"]);
+    }
     assert!(f.approvals.waiting_ids().is_empty());
+    // Kept, it stays for the ticket.
+    Registration::new(&f.approvals, "y", Arc::new(tokio::sync::Notify::new())).keep();
+    assert_eq!(f.approvals.waiting_ids(), ["y"]);
 }
 
 #[tokio::test]
