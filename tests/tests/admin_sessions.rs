@@ -50,11 +50,15 @@ async fn traffic(gh: &Gatehouse, dev: &str, searcher: &str) {
 }
 
 /// Sends and reads the whole answer, so the client keeps its connection
-/// (and the gateway its session) for the next request.
+/// (and the gateway its session) for the next request. The client puts a
+/// connection back in its pool on a task of its own after the body ends; a
+/// request sent at once could race it and open a second connection (a
+/// second session), so give it a moment.
 async fn send(req: reqwest::RequestBuilder) -> u16 {
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     resp.bytes().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     status
 }
 
