@@ -113,11 +113,19 @@ fn info(requester: &Principal, timeout_secs: u32, scope: ApprovalScope) -> Appro
 }
 
 async fn held(f: &Fixture, who: &Principal, timeout: u32, scope: ApprovalScope) -> Ticket {
-    match f
-        .approvals
-        .submit(info(who, timeout, scope), who, &session())
-        .await
-    {
+    submitted(f, who, info(who, timeout, scope)).await
+}
+
+/// Held with a deadline that passed a minute ago, as if its holder went
+/// away without recording the timeout.
+async fn held_late(f: &Fixture, who: &Principal) -> Ticket {
+    let mut late = info(who, 1, ApprovalScope::Once);
+    late.created_at_ms -= 60_000;
+    submitted(f, who, late).await
+}
+
+async fn submitted(f: &Fixture, who: &Principal, info: ApprovalInfo) -> Ticket {
+    match f.approvals.submit(info, who, &session()).await {
         Submitted::Waiting(t) => t,
         Submitted::Settled(s) => panic!("not held: {s:?}"),
     }
@@ -396,15 +404,8 @@ async fn a_decision_made_elsewhere_is_found_by_polling() {
 async fn a_wait_nobody_ends_is_timed_out_by_the_sweep() {
     let f = fixture(1).await;
     let bot = person("bot", &[], None);
-    // A request whose holder went away without recording its timeout: the
-    // row is written as if its deadline passed long ago.
-    let mut late = info(&bot, 1, ApprovalScope::Once);
-    late.created_at_ms -= 60_000;
-    let id = late.id.clone();
-    let ticket = match f.approvals.submit(late, &bot, &session()).await {
-        Submitted::Waiting(t) => t,
-        Submitted::Settled(s) => panic!("not held: {s:?}"),
-    };
+    let ticket = held_late(&f, &bot).await;
+    let id = ticket.id.clone();
     // Forget the ticket without letting it settle (as a crashed task would).
     std::mem::forget(ticket);
     f.approvals.sweep_expired().await.unwrap();
@@ -424,13 +425,8 @@ async fn a_wait_nobody_ends_is_timed_out_by_the_sweep() {
 async fn a_decision_after_the_deadline_is_refused_in_its_transaction() {
     let f = fixture(1).await;
     let bot = person("bot", &[], None);
-    let mut late = info(&bot, 1, ApprovalScope::Once);
-    late.created_at_ms -= 60_000;
-    let id = late.id.clone();
-    let ticket = match f.approvals.submit(late, &bot, &session()).await {
-        Submitted::Waiting(t) => t,
-        Submitted::Settled(s) => panic!("not held: {s:?}"),
-    };
+    let ticket = held_late(&f, &bot).await;
+    let id = ticket.id.clone();
     assert_eq!(
         f.approvals
             .decide(&id, &person("dora", &["dba"], None), true, None)
