@@ -113,6 +113,10 @@ pub fn analyze(sql: &str) -> Analysis {
 /// their quoting, operators, keywords, `$n` placeholders, dollar-quoted
 /// bodies) and the class of each literal. Statements that fail to parse are
 /// not kept: their error message may quote a literal of that statement.
+///
+/// Most statements take a byte scan for their key ([`plain_literal_free_form`]);
+/// anything that scan does not fully understand goes through the real
+/// tokenizer instead. The two kinds of key never meet (distinct prefixes).
 pub struct AnalysisCache {
     entries: Mutex<HashMap<Box<str>, Arc<Analysis>>>,
 }
@@ -132,7 +136,7 @@ impl Default for AnalysisCache {
 impl AnalysisCache {
     pub fn analyze(&self, sql: &str) -> Arc<Analysis> {
         let Some(key) = (sql.len() <= CACHED_SQL_MAX)
-            .then(|| literal_free_form(sql))
+            .then(|| plain_literal_free_form(sql).or_else(|| literal_free_form(sql)))
             .flatten()
         else {
             return Arc::new(analyze(sql));
@@ -161,7 +165,8 @@ impl AnalysisCache {
 fn literal_free_form(sql: &str) -> Option<String> {
     use std::fmt::Write;
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
-    let mut key = String::with_capacity(sql.len());
+    let mut key = String::with_capacity(sql.len() + 1);
+    key.push('t');
     for t in &tokens {
         match t {
             Token::Whitespace(_) => continue,
@@ -181,6 +186,111 @@ fn literal_free_form(sql: &str) -> Option<String> {
             }
         }
         key.push('\u{1}');
+    }
+    Some(key)
+}
+
+/// The literal-free form of a statement made of plain SQL only, found by one
+/// pass over its bytes: the text verbatim (whitespace included), except that
+/// each unsigned decimal number and each plain `'...'` string is replaced by
+/// its class. `None` (use the tokenizer) for anything the pass does not take
+/// apart with certainty: non-ASCII or control bytes, comments, quoted
+/// identifiers, dollar quotes, prefixed strings (`E'`, `U&'`, `B'`, `X'`,
+/// `N'`), backslashes in strings, exponents, `.5`, `0x1F`, `1_000`,
+/// unterminated strings. So two statements with the same key differ only
+/// inside literals that the tokenizer reads as the same kinds of literal.
+fn plain_literal_free_form(sql: &str) -> Option<String> {
+    let b = sql.as_bytes();
+    let mut key = String::with_capacity(sql.len() + 1);
+    key.push('f');
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$';
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let start = i;
+                while i < b.len() && word(b[i]) {
+                    i += 1;
+                }
+                if b.get(i) == Some(&b'\'') {
+                    return None;
+                }
+                key.push_str(&sql[start..i]);
+                continue;
+            }
+            b'0'..=b'9' => {
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if b.get(i) == Some(&b'.') {
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                if b.get(i)
+                    .is_some_and(|&n| word(n) || matches!(n, b'.' | b'\'' | b'"'))
+                {
+                    return None;
+                }
+                key.push_str("\u{1}n");
+                continue;
+            }
+            b'\'' => {
+                if i > 0 && b[i - 1] == b'&' {
+                    return None;
+                }
+                i += 1;
+                loop {
+                    match b.get(i)? {
+                        b'\'' if b.get(i + 1) == Some(&b'\'') => i += 2,
+                        b'\'' => break,
+                        b'\\' => return None,
+                        n if *n >= 0x80 || (n.is_ascii_control() && !n.is_ascii_whitespace()) => {
+                            return None;
+                        }
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+                if b.get(i)
+                    .is_some_and(|&n| word(n) || n == b'\'' || n == b'"')
+                {
+                    return None;
+                }
+                key.push_str("\u{1}s");
+                continue;
+            }
+            b'$' => {
+                // `$n` placeholders verbatim; anything else may open a dollar quote.
+                let start = i;
+                i += 1;
+                if !b.get(i).is_some_and(u8::is_ascii_digit) {
+                    return None;
+                }
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if b.get(i)
+                    .is_some_and(|&n| word(n) || n == b'.' || n == b'\'')
+                {
+                    return None;
+                }
+                key.push_str(&sql[start..i]);
+                continue;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => return None,
+            b'/' if b.get(i + 1) == Some(&b'*') => return None,
+            b'.' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => return None,
+            b' ' | b'\t' | b'\n' | b'\r' => key.push(c as char),
+            b'(' | b')' | b',' | b';' | b'=' | b'<' | b'>' | b'+' | b'-' | b'*' | b'/' | b'%'
+            | b'^' | b':' | b'[' | b']' | b'|' | b'&' | b'~' | b'!' | b'@' | b'#' | b'?' | b'.' => {
+                key.push(c as char)
+            }
+            _ => return None,
+        }
+        i += 1;
     }
     Some(key)
 }
@@ -556,9 +666,13 @@ mod tests {
     fn statements_that_differ_only_in_literals_share_one_analysis() {
         let cache = AnalysisCache::default();
         let a = cache.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 17;");
-        let b =
-            cache.analyze("SELECT abalance\n  FROM pgbench_accounts /* again */ WHERE aid = 42;");
+        let b = cache.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 42;");
         assert!(Arc::ptr_eq(&a, &b), "same shape, one parse");
+        // Through the tokenizer (a comment), whitespace and comments do not count.
+        let c = cache.analyze("SELECT abalance /* one */ FROM pgbench_accounts WHERE aid = 1;");
+        let d = cache.analyze("SELECT abalance\n  FROM pgbench_accounts /* two */ WHERE aid = 2;");
+        assert!(Arc::ptr_eq(&c, &d), "same tokens, one parse");
+        assert_eq!(*c, *a);
         assert_eq!(
             *a,
             analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 42")
@@ -595,5 +709,165 @@ mod tests {
                 .unwrap_or("")
                 .contains("secret-one")
         );
+    }
+
+    #[test]
+    fn the_byte_scan_takes_plain_sql_and_leaves_the_rest_to_the_tokenizer() {
+        let key = plain_literal_free_form;
+        assert_eq!(
+            key("SELECT abalance FROM pgbench_accounts WHERE aid = 17;"),
+            key("SELECT abalance FROM pgbench_accounts WHERE aid = 123456;")
+        );
+        assert_eq!(
+            key("UPDATE t SET v = 'it''s' WHERE id = $1 AND x > 2.5"),
+            key("UPDATE t SET v = 'x' WHERE id = $1 AND x > 7")
+        );
+        assert_ne!(key("SELECT 1"), key("SELECT '1'"));
+        assert_ne!(key("SELECT a FROM t"), key("SELECT a  FROM t"));
+        assert_ne!(key("SELECT $1"), key("SELECT $2"));
+        for sql in [
+            "SELECT 1 -- comment",
+            "SELECT 1 /* c */",
+            "SELECT \"Name\" FROM t",
+            "SELECT $$body$$",
+            "SELECT $tag$x$tag$",
+            "SELECT E'a\\nb'",
+            "SELECT U&'d\\0061t'",
+            "SELECT x'1F', b'101', n'abc'",
+            "SELECT 'a\\'' FROM t",
+            "SELECT 1e5",
+            "SELECT .5",
+            "SELECT 0x1F",
+            "SELECT 1_000",
+            "SELECT 1.2.3",
+            "SELECT 'unterminated",
+            "SELECT 'a''b'c'",
+            "SELECT 'é'",
+            "SELECT café FROM t",
+            "SELECT 1\u{0}",
+            "SELECT t.1",
+            "SELECT $1x",
+        ] {
+            assert_eq!(key(sql), None, "{sql}");
+        }
+    }
+
+    /// Builds a statement from parts; literals come from the random values
+    /// so that two calls with different values differ only inside literals.
+    fn statement_from(parts: &[u8], numbers: &[u32], strings: &[String]) -> String {
+        const WORDS: &[&str] = &[
+            "SELECT", "FROM", "WHERE", "t", "u", "a", "b", "DELETE", "UPDATE", "SET", "INSERT",
+            "INTO", "VALUES", "DROP", "TABLE", "AND", "OR", "LIMIT", "now", "count", "E", "x",
+        ];
+        const PUNCT: &[&str] = &[
+            " ", "\n", "(", ")", ",", ";", "=", "<", ">", "*", ".", "::", "-", "/", "$1", "'",
+            "\"", "--", "/*", "*/", "$$", "\\",
+        ];
+        let (mut n, mut s) = (numbers.iter().cycle(), strings.iter().cycle());
+        let mut out = String::new();
+        for &p in parts {
+            match p % 4 {
+                0 => out.push_str(WORDS[p as usize / 4 % WORDS.len()]),
+                1 => out.push_str(PUNCT[p as usize / 4 % PUNCT.len()]),
+                2 => out.push_str(&n.next().copied().unwrap_or(0).to_string()),
+                _ => {
+                    out.push('\'');
+                    out.push_str(&s.next().cloned().unwrap_or_default().replace('\'', "''"));
+                    out.push('\'');
+                }
+            }
+            if p % 3 == 0 {
+                out.push(' ');
+            }
+        }
+        out
+    }
+
+    const TEMPLATES: &[&str] = &[
+        "SELECT abalance FROM pgbench_accounts WHERE aid = {n};",
+        "UPDATE pgbench_accounts SET abalance = abalance + {n} WHERE aid = {n};",
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({n}, {n}, {n}, {n}, CURRENT_TIMESTAMP);",
+        "SELECT * FROM customers WHERE email = {s} AND id > {n} LIMIT {n}",
+        "DELETE FROM orders WHERE note = {s} OR total < {n}.{n}",
+        "SELECT lower({s}), count(*) FROM t GROUP BY 1 HAVING count(*) > {n}",
+        "SELECT {s}::text, $1, a.b FROM a JOIN b ON a.id = b.id WHERE a.x IN ({n}, {n})",
+        "DROP TABLE t{n}",
+        "SELECT 1 FROM t WHERE {s} = {s}; DELETE FROM t",
+    ];
+
+    fn fill(template: &str, numbers: &[u32], strings: &[String]) -> String {
+        let (mut n, mut s) = (numbers.iter().cycle(), strings.iter().cycle());
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(i) = rest.find('{') {
+            out.push_str(&rest[..i]);
+            let slot = &rest[i..i + 3];
+            if slot == "{n}" {
+                out.push_str(&n.next().copied().unwrap_or(0).to_string());
+            } else {
+                out.push('\'');
+                out.push_str(&s.next().cloned().unwrap_or_default().replace('\'', "''"));
+                out.push('\'');
+            }
+            rest = &rest[i + 3..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    proptest::proptest! {
+        /// Real statements with any literal values (quotes, backslashes,
+        /// comment markers and non-ASCII text inside strings included): the
+        /// cache answers exactly what a fresh parse answers.
+        #[test]
+        fn the_cache_answers_what_a_fresh_parse_answers(
+            t in 0..TEMPLATES.len(),
+            n1 in proptest::collection::vec(proptest::prelude::any::<u32>(), 1..4),
+            n2 in proptest::collection::vec(proptest::prelude::any::<u32>(), 1..4),
+            s1 in proptest::collection::vec("(.|--|/\\*|\\\\|')*", 1..4),
+            s2 in proptest::collection::vec("[a-z@. ]{0,8}", 1..4),
+        ) {
+            let cache = AnalysisCache::default();
+            for sql in [fill(TEMPLATES[t], &n2, &s2), fill(TEMPLATES[t], &n1, &s1)] {
+                let fresh = analyze(&sql);
+                proptest::prop_assert!(fresh.parse_error.is_none(), "{}: {:?}", sql, fresh.parse_error);
+                proptest::prop_assert_eq!(&*cache.analyze(&sql), &fresh, "{}", sql);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Two statements with the same byte-scan key get the same analysis:
+        /// the scan never puts statements that differ outside literals, or
+        /// whose literals the tokenizer reads differently, under one key.
+        #[test]
+        fn one_byte_scan_key_means_one_analysis(
+            parts in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..24),
+            n1 in proptest::collection::vec(proptest::prelude::any::<u32>(), 1..4),
+            n2 in proptest::collection::vec(proptest::prelude::any::<u32>(), 1..4),
+            s1 in proptest::collection::vec(".{0,6}", 1..4),
+            s2 in proptest::collection::vec(".{0,6}", 1..4),
+        ) {
+            let a = statement_from(&parts, &n1, &s1);
+            let b = statement_from(&parts, &n2, &s2);
+            if let (Some(ka), Some(kb)) = (plain_literal_free_form(&a), plain_literal_free_form(&b))
+                && ka == kb
+            {
+                let (x, y) = (analyze(&a), analyze(&b));
+                if x.parse_error.is_none() && y.parse_error.is_none() {
+                    proptest::prop_assert_eq!(x, y, "{} | {}", a, b);
+                }
+            }
+            // Through the cache, every statement gets its own analysis's answer.
+            let cache = AnalysisCache::default();
+            let (ca, cb) = (cache.analyze(&a), cache.analyze(&b));
+            let (fa, fb) = (analyze(&a), analyze(&b));
+            if fa.parse_error.is_none() {
+                proptest::prop_assert_eq!(&*ca, &fa, "{}", a);
+            }
+            if fb.parse_error.is_none() {
+                proptest::prop_assert_eq!(&*cb, &fb, "{}", b);
+            }
+        }
     }
 }
