@@ -18,6 +18,10 @@
 # How to read it: runs are interleaved (direct, pgbouncer, gatehouse, in a
 # rotating order, ROUNDS times) so background load hits every path alike;
 # each row is the median over the rounds. "vs direct" is TPS / direct TPS.
+# "proxy cpu us/txn" is the CPU time (user + system, all threads) the proxy
+# process used per transaction: the proxy's own cost, which, unlike TPS,
+# hardly moves with other load on the machine (select-only: one statement
+# per transaction; TPC-B-like: seven).
 # The headline is select-only, where the per-statement proxy cost dominates:
 # the aim is Gatehouse >= 0.80x direct and >= pgbouncer. The script prints
 # AIM MET / AIM MISSED and exits 0 either way (it is a measurement, not a
@@ -365,6 +369,23 @@ reset_tables() {
         -c "TRUNCATE pgbench_history" >/dev/null
 }
 
+# CPU time (user + system, in clock ticks) a proxy process has used; "-"
+# for direct, which has no proxy. Divided by the transactions of a run it is
+# the proxy's own cost per transaction, which depends far less on what else
+# the machine is doing than TPS does.
+proxy_pid() { # target -> pid or ""
+    case $1 in
+    pgbouncer) cat "$WORK/pgbouncer/pgbouncer.pid" 2>/dev/null || true ;;
+    gatehouse) echo "$GH_PID" ;;
+    esac
+}
+cpu_ticks() { # pid -> ticks (all threads), or "" when unknown
+    [[ -n $1 && -r /proc/$1/stat ]] || return 0
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+TICKS=$(getconf CLK_TCK)
+declare -A CPU # key: workload/target, value: space-separated µs per transaction
+
 run_pgbench() { # workload target round
     local workload=$1 target=$2 round=$3 host port user pass out rc tps lat
     read -r host port user pass <<<"$(target_conn "$target")"
@@ -372,6 +393,9 @@ run_pgbench() { # workload target round
     [[ $workload == select-only ]] && args+=(-S)
     out=$WORK/pgbench-$workload-$target-$round.txt
     reset_tables
+    local pid ticks0 ticks1 txns cpu_us=""
+    pid=$(proxy_pid "$target")
+    ticks0=$(cpu_ticks "$pid")
     rc=0
     # In the background and waited for, so Ctrl-C reaches the trap at once
     # (bash defers traps while a foreground child runs, and skips them when
@@ -383,6 +407,11 @@ run_pgbench() { # workload target round
     PGBENCH_PID=$!
     wait "$PGBENCH_PID" || rc=$?
     PGBENCH_PID=""
+    ticks1=$(cpu_ticks "$pid")
+    txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
+    if [[ -n $ticks0 && -n $ticks1 && -n $txns && $txns -gt 0 ]]; then
+        cpu_us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$TICKS" -v n="$txns" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+    fi
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$out")
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' "$out")
     local failed
@@ -406,9 +435,10 @@ run_pgbench() { # workload target round
         echo "-----" >&2
         [[ -n $tps && -n $lat ]] || return 0
     else
-        printf '  %-12s %-10s round %d: %10.1f tps  %8.3f ms\n' "$workload" "$target" "$round" "$tps" "$lat" >&2
+        printf '  %-12s %-10s round %d: %10.1f tps  %8.3f ms  proxy cpu %s us/txn\n' "$workload" "$target" "$round" "$tps" "$lat" "${cpu_us:--}" >&2
     fi
     TPS[$workload/$target]+="$tps "
+    [[ -n $cpu_us ]] && CPU[$workload/$target]+="$cpu_us "
     LAT[$workload/$target]+="$lat "
 }
 
@@ -436,12 +466,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 # --- 5. the table --------------------------------------------------------------
-declare -A MED_TPS MED_LAT
+declare -A MED_TPS MED_LAT MED_CPU
 for workload in "${WORKLOADS[@]}"; do
     for target in "${TARGETS[@]}"; do
         key=$workload/$target
         # shellcheck disable=SC2086 # word splitting of the per-round values is intended
         [[ -n ${TPS[$key]:-} ]] && MED_TPS[$key]=$(median ${TPS[$key]}) && MED_LAT[$key]=$(median ${LAT[$key]})
+        # shellcheck disable=SC2086
+        [[ -n ${CPU[$key]:-} ]] && MED_CPU[$key]=$(median ${CPU[$key]})
     done
 done
 
@@ -453,8 +485,8 @@ ratio() { # a b -> a/b or "-"
 echo
 printf 'pgbench -c %s -j %s -T %ss -M %s, scale %s, median of %s round(s)\n' \
     "$CLIENTS" "$THREADS" "$DURATION" "$MODE" "$SCALE" "$ROUNDS"
-printf '%-12s  %-10s  %10s  %14s  %9s\n' workload target TPS "avg lat (ms)" "vs direct"
-printf '%-12s  %-10s  %10s  %14s  %9s\n' ------------ ---------- ---------- -------------- ---------
+printf '%-12s  %-10s  %10s  %14s  %9s  %16s\n' workload target TPS "avg lat (ms)" "vs direct" "proxy cpu us/txn"
+printf '%-12s  %-10s  %10s  %14s  %9s  %16s\n' ------------ ---------- ---------- -------------- --------- ----------------
 for workload in "${WORKLOADS[@]}"; do
     for target in direct pgbouncer gatehouse; do
         key=$workload/$target
@@ -463,8 +495,8 @@ for workload in "${WORKLOADS[@]}"; do
         elif [[ -z ${MED_TPS[$key]:-} ]]; then
             printf '%-12s  %-10s  %10s  %14s  %9s\n' "$workload" "$target" FAILED - -
         else
-            printf '%-12s  %-10s  %10.1f  %14.3f  %8sx\n' "$workload" "$target" "${MED_TPS[$key]}" \
-                "${MED_LAT[$key]}" "$(ratio "${MED_TPS[$key]}" "${MED_TPS[$workload/direct]:-}")"
+            printf '%-12s  %-10s  %10.1f  %14.3f  %8sx  %16s\n' "$workload" "$target" "${MED_TPS[$key]}" \
+                "${MED_LAT[$key]}" "$(ratio "${MED_TPS[$key]}" "${MED_TPS[$workload/direct]:-}")" "${MED_CPU[$key]:--}"
         fi
     done
 done
