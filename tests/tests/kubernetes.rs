@@ -598,6 +598,7 @@ async fn malformed_spdy_from_either_side_ends_the_stream() {
         let o = k.run(&["exec", "web", "--", command]);
         let (out, err) = text(&o);
         assert!(!o.status.success(), "{command}: {out}\n{err}");
+        eprintln!("kubectl exec -- {command}: {err}");
         // kubectl prints the Status Gatehouse put on the error stream.
         assert!(
             err.contains("gatehouse: the upstream sent SPDY Gatehouse could not read")
@@ -707,6 +708,7 @@ async fn port_forward_is_decided_and_relayed_over_both_transports() {
     let o = k.run(&["port-forward", "-n", "scratch", "pod/web", ":8080"]);
     let (out, err) = text(&o);
     assert!(!o.status.success(), "{out}");
+    eprintln!("kubectl port-forward into scratch: {err}");
     assert!(
         err.contains("port-forward into pods of namespace scratch is not allowed"),
         "{err}"
@@ -737,12 +739,13 @@ async fn port_forward_is_decided_and_relayed_over_both_transports() {
         stop(&mut child);
 
         let parts = wait_for_parts(&gh, before + 1).await;
-        let end = parts
+        let detail = parts
             .iter()
             .filter(|(_, _, d)| d["end"]["transport"] == transport)
-            .map(|(_, _, d)| d["end"].clone())
+            .map(|(_, _, d)| d.clone())
             .next_back()
             .unwrap_or_else(|| panic!("{transport}: no record in {parts:?}"));
+        let end = &detail["end"];
         let p8080 = end["ports"]
             .as_array()
             .and_then(|p| p.iter().find(|p| p["port"] == "8080"))
@@ -765,6 +768,23 @@ async fn port_forward_is_decided_and_relayed_over_both_transports() {
             !recorded.contains("hello through the gateway"),
             "the payload is not recorded"
         );
+
+        // The replay names the connections and the ports.
+        let session = session_of(&gh, &detail);
+        let auditor = gh.create_person_key(&format!("ada-{transport}"), &["admins"]);
+        let o = gh.cli_remote(&auditor, &["sessions", "replay", &session]);
+        let replay = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{replay}");
+        assert!(replay.contains("portforward default/web"), "{replay}");
+        assert!(
+            replay.contains("> portforward: port 8080: connection 0 opened"),
+            "{replay}"
+        );
+        assert!(
+            replay.contains("port 8080: 2 connections, 30 bytes in, 30 bytes out"),
+            "{replay}"
+        );
+        assert!(replay.contains(&format!("over {transport}")), "{replay}");
     }
 }
 

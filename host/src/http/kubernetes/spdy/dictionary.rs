@@ -120,9 +120,10 @@ mod tests {
         assert_eq!(d.len(), 1423);
         assert!(d.starts_with(b"\x00\x00\x00\x07options\x00\x00\x00\x04head"));
         assert!(d.ends_with(b"utf-,*,enq=0."));
-        // The id a Go client's first header block names (zlib's FDICT),
-        // seen in kubectl 1.32's exec and port-forward streams.
-        let mut z = flate2::Decompress::new(true);
+        // The id a Go client's first header block names (zlib's FDICT);
+        // zlib refuses a dictionary with another, and kubectl 1.32's
+        // streams inflate with this one (tests/tests/kubernetes.rs).
+        let mut z = flate2::Compress::new(flate2::Compression::best(), true);
         assert_eq!(z.set_dictionary(d).ok(), Some(0xe3c6_a7c2));
     }
 }
