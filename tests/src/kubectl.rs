@@ -107,9 +107,15 @@ current-context: gatehouse
             .spawn()
             .expect("spawn kubectl");
         let mut input = child.stdin.take().expect("stdin");
-        input.write_all(stdin).expect("write stdin");
-        drop(input);
-        child.wait_with_output().expect("kubectl output")
+        // Written from another thread while the output is read: a large
+        // input would otherwise fill the pipes both ways.
+        let stdin = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&stdin);
+        });
+        let out = child.wait_with_output().expect("kubectl output");
+        let _ = writer.join();
+        out
     }
 
     /// Starts kubectl and leaves it running (`port-forward`), with stdout

@@ -517,6 +517,18 @@ async fn exec_over_spdy_is_decided_relayed_and_recorded() {
     assert_eq!(out, "spdy line one\nspdy line two\n");
     let o = k.run(&["exec", "web", "--", "false"]);
     assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    // Much data both ways at once: neither direction waits on the other.
+    let big: Vec<u8> = (0..4 << 20)
+        .map(|i| b"0123456789abcdef\n"[i % 17])
+        .collect();
+    let o = k.run_with_stdin(&["exec", "-i", "web", "--", "cat"], &big);
+    assert!(o.status.success(), "{:?}", text(&o).1);
+    assert!(o.stdout == big, "{} bytes came back", o.stdout.len());
+    // attach takes the same path.
+    let o = k.run_with_stdin(&["attach", "-i", "web"], b"attached line\n");
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("attached line\n"), "{out}\n{err}");
     let o = k.run(&["exec", "web", "--", "nosuch"]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(127), "{err}");
@@ -531,12 +543,17 @@ async fn exec_over_spdy_is_decided_relayed_and_recorded() {
         api.seen()
     );
 
-    let parts = wait_for_parts(&gh, 4).await;
+    let parts = wait_for_parts(&gh, 6).await;
     let cat = parts
         .iter()
-        .find(|(_, s, d)| s.contains(": cat") && d["end"].is_object())
+        .find(|(_, s, d)| s.contains(": cat") && d["end"]["bytes_in"] == 28)
         .expect("the cat session is recorded");
     assert_eq!(cat.2["end"]["transport"], "spdy", "{}", cat.2);
+    let big_cat = parts
+        .iter()
+        .find(|(_, s, d)| s.contains(": cat") && d["end"]["bytes_in"] == 4 << 20)
+        .expect("the big cat session is recorded");
+    assert_eq!(big_cat.2["end"]["truncated"], true, "{}", big_cat.2);
     assert_eq!(cat.2["end"]["status"]["status"], "Success");
     assert!(cat.2["end"]["error"].is_null(), "{}", cat.2);
     let frames: Vec<Value> = parts

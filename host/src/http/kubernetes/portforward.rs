@@ -15,7 +15,7 @@
 //! protocol). Messages the pod side sends on a connection's error stream
 //! are recorded, masked.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -100,86 +100,117 @@ impl UpgradeRelay for PortForwardRelay {
     }
 }
 
-/// Relays SPDY tunnelled in WebSocket binary messages until either side
-/// closes.
-pub async fn tunnel<C, U, F>(client: C, upstream: U, mut observer: SpdyObserver<F>)
+/// How one direction of the tunnel ended.
+enum TunnelEnd {
+    Closed,
+    Failed(String),
+    Malformed(SpdyError),
+}
+
+/// Relays SPDY tunnelled in WebSocket binary messages, each direction in
+/// its own pump, until either side closes.
+pub async fn tunnel<C, U, F>(client: C, upstream: U, observer: SpdyObserver<F>)
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
     F: FnMut(StreamPart),
 {
-    let mut client = WebSocketStream::from_raw_socket(client, Role::Server, None).await;
-    let mut upstream = WebSocketStream::from_raw_socket(upstream, Role::Client, None).await;
-    let mut readers = [FrameReader::new(), FrameReader::new()];
-    let (closed_by, error) = loop {
-        let (i, msg) = tokio::select! {
-            m = client.next() => (0, m),
-            m = upstream.next() => (1, m),
+    let client = WebSocketStream::from_raw_socket(client, Role::Server, None).await;
+    let upstream = WebSocketStream::from_raw_socket(upstream, Role::Client, None).await;
+    let (to_client, from_client) = client.split();
+    let (to_upstream, from_upstream) = upstream.split();
+    let to_client = tokio::sync::Mutex::new(to_client);
+    let to_upstream = tokio::sync::Mutex::new(to_upstream);
+    let observer = Mutex::new(observer);
+    let (closed_by, error) = {
+        let inbound = pump("client", "in", from_client, &to_upstream, &observer);
+        let outbound = pump("upstream", "out", from_upstream, &to_client, &observer);
+        let (side, end) = tokio::select! {
+            end = inbound => ("client", end),
+            end = outbound => ("upstream", end),
         };
-        let (name, dir) = if i == 0 {
-            ("client", "in")
-        } else {
-            ("upstream", "out")
+        let outcome = match end {
+            TunnelEnd::Closed => (side, None),
+            TunnelEnd::Failed(e) => ("error", Some(e)),
+            TunnelEnd::Malformed(e) => {
+                tracing::info!(side, error = %e, "malformed SPDY in the tunnel; ending the stream");
+                let close = || {
+                    Message::Close(Some(CloseFrame {
+                        code: CloseCode::Protocol,
+                        reason: "malformed SPDY".into(),
+                    }))
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    let _ = to_client.lock().await.send(close()).await;
+                    let _ = to_upstream.lock().await.send(close()).await;
+                })
+                .await;
+                (
+                    "error",
+                    Some(format!(
+                        "the {side} sent SPDY Gatehouse could not read ({e}); the stream was ended"
+                    )),
+                )
+            }
         };
-        let msg = match msg {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = to_client.lock().await.close().await;
+            let _ = to_upstream.lock().await.close().await;
+        })
+        .await;
+        outcome
+    };
+    observer
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish_record(closed_by, error);
+}
+
+/// Reads one side's messages, reads a copy of their bytes as SPDY, and
+/// sends each message on whole.
+async fn pump<R, W, F>(
+    name: &'static str,
+    dir: &'static str,
+    mut from: R,
+    to: &tokio::sync::Mutex<W>,
+    observer: &Mutex<SpdyObserver<F>>,
+) -> TunnelEnd
+where
+    R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+    W: futures_util::Sink<Message, Error = WsError> + Unpin,
+    F: FnMut(StreamPart),
+{
+    let mut reader = FrameReader::new();
+    loop {
+        let msg = match from.next().await {
             Some(Ok(Message::Binary(data))) => {
-                readers[i].push(&data);
-                if let Err(e) = read_frames(&mut readers[i], dir, &mut observer) {
-                    tracing::info!(side = name, error = %e, "malformed SPDY in the tunnel; ending the stream");
-                    let close = || {
-                        Message::Close(Some(CloseFrame {
-                            code: CloseCode::Protocol,
-                            reason: "malformed SPDY".into(),
-                        }))
-                    };
-                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                        let _ = client.send(close()).await;
-                        let _ = upstream.send(close()).await;
-                    })
-                    .await;
-                    break (
-                        "error",
-                        Some(format!(
-                            "the {name} sent SPDY Gatehouse could not read ({e}); the stream was ended"
-                        )),
-                    );
+                reader.push(&data);
+                let read = {
+                    let mut observer = observer.lock().unwrap_or_else(|p| p.into_inner());
+                    read_frames(&mut reader, dir, &mut observer)
+                };
+                if let Err(e) = read {
+                    return TunnelEnd::Malformed(e);
                 }
                 Message::Binary(data)
             }
             // Tunnelled SPDY is binary; the peer refuses anything else itself.
             Some(Ok(text @ Message::Text(_))) => text,
             Some(Ok(close @ Message::Close(_))) => {
-                let _ = if i == 0 {
-                    upstream.send(close).await
-                } else {
-                    client.send(close).await
-                };
-                break (name, None);
+                let _ = to.lock().await.send(close).await;
+                return TunnelEnd::Closed;
             }
+            // Pings and pongs: each side's WebSocket answers its own.
             Some(Ok(_)) => continue,
             Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) | None => {
-                break (name, None);
+                return TunnelEnd::Closed;
             }
-            Some(Err(e)) => break ("error", Some(format!("the {name}'s stream failed: {e}"))),
+            Some(Err(e)) => return TunnelEnd::Failed(format!("the {name}'s stream failed: {e}")),
         };
-        let sent = if i == 0 {
-            upstream.send(msg).await
-        } else {
-            client.send(msg).await
-        };
-        if let Err(e) = sent {
-            break (
-                "error",
-                Some(format!("a stream failed while relaying: {e}")),
-            );
+        if let Err(e) = to.lock().await.send(msg).await {
+            return TunnelEnd::Failed(format!("a stream failed while relaying: {e}"));
         }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = client.close(None).await;
-        let _ = upstream.close(None).await;
-    })
-    .await;
-    observer.finish_record(closed_by, error);
+    }
 }
 
 fn read_frames<F: FnMut(StreamPart)>(

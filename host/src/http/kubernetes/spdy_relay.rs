@@ -16,7 +16,7 @@
 //! GOAWAY with PROTOCOL_ERROR, and the record ends with the error.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -272,140 +272,175 @@ fn mask_text(data: &[u8], masks: Option<&CompiledMasks>) -> Option<Vec<u8>> {
     (masked != data).then_some(masked)
 }
 
-/// One direction's reading state.
-struct Side {
-    name: &'static str,
-    dir: &'static str,
-    reader: FrameReader,
-    open: bool,
+/// How one direction's pump ended.
+enum PumpEnd {
+    /// The side closed (or vanished without TLS close_notify, as Go
+    /// clients do): the other side was told by a half-close.
+    Closed,
+    Failed(String),
+    Malformed(SpdyError),
 }
 
-/// Relays a SPDY connection until both sides closed (or one side closed
-/// and the other did not follow within [`CLOSE_GRACE`]).
-pub async fn relay<C, U, F>(mut client: C, mut upstream: U, mut observer: SpdyObserver<F>)
+/// Relays a SPDY connection, each direction in its own pump so neither
+/// waits on the other, until both sides closed (or one side closed and the
+/// other did not follow within [`CLOSE_GRACE`]).
+pub async fn relay<C, U, F>(client: C, upstream: U, observer: SpdyObserver<F>)
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
     F: FnMut(StreamPart),
 {
-    let mut sides = [
-        Side {
-            name: "client",
-            dir: "in",
-            reader: FrameReader::new(),
-            open: true,
-        },
-        Side {
-            name: "upstream",
-            dir: "out",
-            reader: FrameReader::new(),
-            open: true,
-        },
-    ];
-    let mut bufs = [vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]];
-    let mut first_closed: Option<&'static str> = None;
-    let mut deadline: Option<tokio::time::Instant> = None;
-    let (closed_by, error) = loop {
-        if !sides[0].open && !sides[1].open {
-            break (first_closed.unwrap_or("client"), None);
-        }
-        let [bc, bu] = &mut bufs;
-        let (i, read) = tokio::select! {
-            r = client.read(bc), if sides[0].open => (0, r),
-            r = upstream.read(bu), if sides[1].open => (1, r),
-            _ = sleep_until(deadline) => break (first_closed.unwrap_or("client"), None),
+    let (client_read, client_write) = tokio::io::split(client);
+    let (upstream_read, upstream_write) = tokio::io::split(upstream);
+    let to_client = tokio::sync::Mutex::new(client_write);
+    let to_upstream = tokio::sync::Mutex::new(upstream_write);
+    let observer = Mutex::new(observer);
+    let (closed_by, error) = {
+        let inbound = pump("client", "in", client_read, &to_upstream, &observer);
+        let outbound = pump("upstream", "out", upstream_read, &to_client, &observer);
+        tokio::pin!(inbound, outbound);
+        let (first, end, rest) = tokio::select! {
+            end = &mut inbound => ("client", end, Either::Left(outbound)),
+            end = &mut outbound => ("upstream", end, Either::Right(inbound)),
         };
-        let n = match read {
+        let (first, end) = match end {
+            // The other side may still finish (its half-close passed on).
+            PumpEnd::Closed => match tokio::time::timeout(CLOSE_GRACE, rest).await {
+                Ok(PumpEnd::Closed) | Err(_) => (first, PumpEnd::Closed),
+                Ok(other) => (
+                    if first == "client" {
+                        "upstream"
+                    } else {
+                        "client"
+                    },
+                    other,
+                ),
+            },
+            other => (first, other),
+        };
+        let outcome = match end {
+            PumpEnd::Closed => (first, None),
+            PumpEnd::Failed(e) => ("error", Some(e)),
+            PumpEnd::Malformed(e) => {
+                tracing::info!(side = first, error = %e, "malformed SPDY; ending the stream");
+                let message = format!(
+                    "the {first} sent SPDY Gatehouse could not read ({e}); the stream was ended"
+                );
+                let goaway = spdy::goaway_frame(0, spdy::GOAWAY_PROTOCOL_ERROR);
+                let mut for_client = lock(&observer)
+                    .failure_for_client(&message)
+                    .unwrap_or_default();
+                for_client.extend_from_slice(&goaway);
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    let _ = to_client.lock().await.write_all(&for_client).await;
+                    let _ = to_upstream.lock().await.write_all(&goaway).await;
+                })
+                .await;
+                ("error", Some(message))
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let _ = to_client.lock().await.shutdown().await;
+            let _ = to_upstream.lock().await.shutdown().await;
+        })
+        .await;
+        outcome
+    };
+    observer
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish_record(closed_by, error);
+}
+
+/// The other pump, still running when one ended.
+enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+impl<A, B> std::future::Future for Either<A, B>
+where
+    A: std::future::Future<Output = PumpEnd> + Unpin,
+    B: std::future::Future<Output = PumpEnd> + Unpin,
+{
+    type Output = PumpEnd;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<PumpEnd> {
+        match self.get_mut() {
+            Either::Left(a) => std::pin::Pin::new(a).poll(cx),
+            Either::Right(b) => std::pin::Pin::new(b).poll(cx),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Reads one side, passes each whole frame through the observer, and
+/// writes what it says to the other side.
+async fn pump<R, W, F>(
+    name: &'static str,
+    dir: &'static str,
+    mut from: R,
+    to: &tokio::sync::Mutex<W>,
+    observer: &Mutex<SpdyObserver<F>>,
+) -> PumpEnd
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    F: FnMut(StreamPart),
+{
+    let mut reader = FrameReader::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) => 0,
             // Go clients often close TLS without close_notify: an end all
             // the same.
-            Ok(0) => 0,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
             Ok(n) => n,
-            Err(e) => {
-                break (
-                    "error",
-                    Some(format!("the {}'s connection failed: {e}", sides[i].name)),
-                );
-            }
+            Err(e) => return PumpEnd::Failed(format!("the {name}'s connection failed: {e}")),
         };
-        let n = match n {
-            0 => {
-                sides[i].open = false;
-                first_closed.get_or_insert(sides[i].name);
-                deadline.get_or_insert(tokio::time::Instant::now() + CLOSE_GRACE);
-                // Pass the half-close on.
-                let _ = if i == 0 {
-                    upstream.shutdown().await
-                } else {
-                    client.shutdown().await
-                };
-                continue;
-            }
-            n => n,
-        };
-        let side = &mut sides[i];
-        side.reader.push(&bufs[i][..n]);
+        if n == 0 {
+            // Pass the half-close on.
+            let _ = to.lock().await.shutdown().await;
+            return PumpEnd::Closed;
+        }
+        reader.push(&buf[..n]);
         let mut out = Vec::new();
         let mut bad = None;
-        loop {
-            match side.reader.next_frame() {
-                Ok(Some(frame)) => match observer.frame(side.dir, &frame) {
-                    Ok(Forward::AsRead) => out.extend_from_slice(&frame.raw),
-                    Ok(Forward::Rewritten(bytes)) => out.extend_from_slice(&bytes),
+        {
+            let mut observer = lock(observer);
+            loop {
+                match reader.next_frame() {
+                    Ok(Some(frame)) => match observer.frame(dir, &frame) {
+                        Ok(Forward::AsRead) => out.extend_from_slice(&frame.raw),
+                        Ok(Forward::Rewritten(bytes)) => out.extend_from_slice(&bytes),
+                        Err(e) => {
+                            bad = Some(e);
+                            break;
+                        }
+                    },
+                    Ok(None) => break,
                     Err(e) => {
                         bad = Some(e);
                         break;
                     }
-                },
-                Ok(None) => break,
-                Err(e) => {
-                    bad = Some(e);
-                    break;
                 }
             }
         }
-        let name = side.name;
-        let written = if i == 0 {
-            upstream.write_all(&out).await
-        } else {
-            client.write_all(&out).await
-        };
+        // The frames before a bad one still go on, whole.
+        if !out.is_empty()
+            && let Err(e) = to.lock().await.write_all(&out).await
+        {
+            return PumpEnd::Failed(format!("a stream failed while relaying: {e}"));
+        }
         if let Some(e) = bad {
-            tracing::info!(side = name, error = %e, "malformed SPDY; ending the stream");
-            let message = format!(
-                "the {name} sent SPDY Gatehouse could not read ({e}); the stream was ended"
-            );
-            let goaway = spdy::goaway_frame(0, spdy::GOAWAY_PROTOCOL_ERROR);
-            let mut to_client = observer.failure_for_client(&message).unwrap_or_default();
-            to_client.extend_from_slice(&goaway);
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                let _ = client.write_all(&to_client).await;
-                let _ = upstream.write_all(&goaway).await;
-                let _ = client.shutdown().await;
-                let _ = upstream.shutdown().await;
-            })
-            .await;
-            break ("error", Some(message));
+            return PumpEnd::Malformed(e);
         }
-        if let Err(e) = written {
-            break (
-                "error",
-                Some(format!("a stream failed while relaying: {e}")),
-            );
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let _ = client.shutdown().await;
-        let _ = upstream.shutdown().await;
-    })
-    .await;
-    observer.finish_record(closed_by, error);
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
