@@ -140,6 +140,12 @@ impl<F: FnMut(StreamPart)> Recorder<F> {
     /// Records data under a channel name of its own (already masked).
     pub fn named(&mut self, dir: &'static str, channel: &'static str, data: &[u8]) {
         self.count(dir, data.len());
+        self.note(dir, channel, data);
+    }
+
+    /// Records Gatehouse's own note on the stream (a port-forward
+    /// connection opened): shown like a frame, not counted as traffic.
+    pub fn note(&mut self, dir: &'static str, channel: &'static str, data: &[u8]) {
         let len = data.len();
         let data = if self.recorded + len as u64 <= self.limit {
             self.recorded += data.len() as u64;

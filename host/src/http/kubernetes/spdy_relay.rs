@@ -156,7 +156,7 @@ impl<F: FnMut(StreamPart)> SpdyObserver<F> {
                 let data = kind == "data";
                 if data {
                     self.forwards[at].connections += 1;
-                    self.recorder.named(
+                    self.recorder.note(
                         dir,
                         PORTFORWARD,
                         format!("port {port}: connection {request} opened").as_bytes(),
@@ -196,7 +196,9 @@ impl<F: FnMut(StreamPart)> SpdyObserver<F> {
                 if let Some(f) = at.and_then(|at| self.forwards.get_mut(at)) {
                     f.errors.push(String::from_utf8_lossy(text).into_owned());
                 }
-                self.recorder.named(dir, "error", text);
+                // Counted as sent, recorded as masked.
+                self.recorder.count(dir, payload.len());
+                self.recorder.note(dir, "error", text);
                 // The pod's messages pass as they are; only the record is
                 // masked (a port-forward carries no caller's data here).
                 Forward::AsRead
@@ -236,7 +238,7 @@ impl<F: FnMut(StreamPart)> SpdyObserver<F> {
                 "port {}: a connection closed ({} bytes in, {} bytes out so far)",
                 f.port, f.bytes_in, f.bytes_out
             );
-            self.recorder.named("out", PORTFORWARD, note.as_bytes());
+            self.recorder.note("out", PORTFORWARD, note.as_bytes());
         }
     }
 
@@ -671,6 +673,8 @@ mod tests {
         o.finish_record("client", None);
         let parts = parts.lock().unwrap();
         let end = parts.last().unwrap().end.as_ref().unwrap();
+        // The notes are not traffic: only the payload and the pod's message count.
+        assert_eq!((end.bytes_in, end.bytes_out), (12, 4 + 27));
         assert_eq!(
             end.ports,
             [ForwardRecord {
