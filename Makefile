@@ -77,8 +77,9 @@ tests/console/node_modules/.package-lock.json: tests/console/package.json tests/
 	cd tests/console && npm ci --no-audit --no-fund --loglevel=error
 
 # kubectl for the Kubernetes tests: Debian's kubernetes-client when none is
-# on the PATH. Its 1.20 speaks SPDY for exec, which Gatehouse refuses with a
-# clear error; the exec tests need kubectl 1.30 or later (WebSocket).
+# on the PATH. Its 1.20 speaks only SPDY for exec and port-forward, which
+# Gatehouse relays too; the WebSocket exec and port-forward tests need
+# kubectl 1.31 or later.
 kubectl:
 	@command -v kubectl >/dev/null || apt-get install -y -q kubernetes-client >/dev/null || (apt-get update -q >/dev/null && apt-get install -y -q kubernetes-client >/dev/null)
 

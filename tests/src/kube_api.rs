@@ -4,8 +4,11 @@
 //! documents, so kubectl falls back from aggregated discovery as it does
 //! against older servers), namespaces, pods and secrets (get, list, watch
 //! with `resourceVersion`, `Table` answers when asked for), namespace
-//! deletion, and `exec`/`attach` over WebSocket (`v5.channel.k8s.io`,
-//! `v4.channel.k8s.io`) running a few canned commands.
+//! deletion, `exec`/`attach` over WebSocket (`v5.channel.k8s.io`,
+//! `v4.channel.k8s.io`) and over SPDY/3.1 (one stream per channel, named by
+//! `streamType`) running a few canned commands, and `portforward` over
+//! SPDY/3.1, directly or tunnelled in WebSocket
+//! (`SPDY/3.1+portforward.k8s.io`), to a pod whose port 8080 echoes.
 //!
 //! It accepts only the held credential Gatehouse adds (`UPSTREAM_TOKEN`),
 //! never a caller's, and keeps a log of the requests it answered so tests
@@ -24,6 +27,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+
+use crate::spdy;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -305,6 +310,9 @@ async fn handle(
                 sub @ ("exec" | "attach"),
             ],
         ) => exec(req, sub == &"attach", &query),
+        ("GET" | "POST", ["api", "v1", "namespaces", _ns, "pods", _name, "portforward"]) => {
+            port_forward(req)
+        }
         _ => status(
             404,
             "NotFound",
@@ -350,6 +358,7 @@ fn core_v1_resources() -> Value {
         r("pods", "pod", true, "Pod", &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"], &["po"]),
         r("pods/exec", "", true, "PodExecOptions", &["create", "get"], &[]),
         r("pods/attach", "", true, "PodAttachOptions", &["create", "get"], &[]),
+        r("pods/portforward", "", true, "PodPortForwardOptions", &["create", "get"], &[]),
         r("pods/log", "", true, "Pod", &["get"], &[]),
         r("secrets", "secret", true, "Secret", &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"], &[]),
     ]})
@@ -494,8 +503,11 @@ fn watch_stream(items: Vec<Value>, query: &str) -> Response<Body> {
         .expect("response")
 }
 
-/// The WebSocket upgrade of `exec`/`attach`, then the canned command.
+/// The WebSocket or SPDY upgrade of `exec`/`attach`, then the canned command.
 fn exec(mut req: Request<Incoming>, attach: bool, query: &str) -> Response<Body> {
+    if upgrade_is(&req, "SPDY/3.1") {
+        return spdy_exec(req, attach, query);
+    }
     let offered: Vec<String> = req
         .headers()
         .get_all("sec-websocket-protocol")
@@ -624,4 +636,362 @@ where
             reason: "".into(),
         }))
         .await;
+}
+
+fn upgrade_is(req: &Request<Incoming>, protocol: &str) -> bool {
+    req.headers()
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(protocol))
+}
+
+/// The first of `known` the client offers in `header` (any line, any
+/// comma-separated value), as the API server negotiates.
+fn negotiate(
+    req: &Request<Incoming>,
+    header: &str,
+    known: &[&'static str],
+) -> Option<&'static str> {
+    let offered: Vec<String> = req
+        .headers()
+        .get_all(header)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_string()))
+        .collect();
+    offered
+        .iter()
+        .find_map(|o| known.iter().copied().find(|k| k == o))
+}
+
+fn spdy_switch(protocol: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "Upgrade")
+        .header("upgrade", "SPDY/3.1")
+        .header("x-stream-protocol-version", protocol)
+        .body(Full::new(Bytes::new()).boxed())
+        .expect("response")
+}
+
+/// `exec` over SPDY/3.1, as the kubelet serves it: the client opens one
+/// stream per channel (`streamType` error, stdin, stdout, stderr), each
+/// answered with a SYN_REPLY; the command runs; the `Status` goes on the
+/// error stream; every stream is closed, then the connection.
+fn spdy_exec(mut req: Request<Incoming>, attach: bool, query: &str) -> Response<Body> {
+    let Some(protocol) = negotiate(
+        &req,
+        "x-stream-protocol-version",
+        &["v5.channel.k8s.io", "v4.channel.k8s.io"],
+    ) else {
+        return status(
+            400,
+            "BadRequest",
+            "the stand-in serves exec over SPDY with v5.channel.k8s.io or v4.channel.k8s.io only",
+        );
+    };
+    let flag = |name: &str| form_pairs(query).any(|(k, v)| k == name && v == "true");
+    let command: Vec<String> = form_pairs(query)
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v)
+        .collect();
+    let mut want = vec!["error"];
+    if flag("stdin") {
+        want.push("stdin");
+    }
+    if flag("stdout") {
+        want.push("stdout");
+    }
+    if flag("stderr") && !flag("tty") {
+        want.push("stderr");
+    }
+    let stdin = flag("stdin") || attach;
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+        let _ = spdy_run_command(
+            spdy::Reader::new(r),
+            spdy::Writer::new(w),
+            want,
+            command,
+            stdin,
+        )
+        .await;
+    });
+    spdy_switch(protocol)
+}
+
+async fn spdy_run_command<R, W>(
+    mut reader: spdy::Reader<R>,
+    mut writer: spdy::Writer<W>,
+    want: Vec<&'static str>,
+    command: Vec<String>,
+    stdin: bool,
+) -> anyhow::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut streams: std::collections::HashMap<String, u32> = Default::default();
+    while want.iter().any(|w| !streams.contains_key(*w)) {
+        let frame = tokio::time::timeout(Duration::from_secs(10), reader.next()).await??;
+        match frame {
+            Some(spdy::Frame::Syn {
+                stream, headers, ..
+            }) => {
+                writer.syn_reply(stream).await?;
+                let kind = spdy::header(&headers, "streamtype")
+                    .unwrap_or("")
+                    .to_string();
+                streams.insert(kind, stream);
+            }
+            Some(spdy::Frame::Ping { id }) => writer.ping(id).await?,
+            Some(_) => {}
+            None => return Ok(()),
+        }
+    }
+    let id = |name: &str| streams.get(name).copied();
+    let (out, err) = (id("stdout"), id("stderr"));
+    let exit: u32 = match command.first().map(String::as_str) {
+        Some("echo") => {
+            if let Some(out) = out {
+                let line = format!("{}\n", command[1..].join(" "));
+                writer.data(out, false, line.as_bytes()).await?;
+            }
+            0
+        }
+        Some("cat") | None if stdin => {
+            let input = id("stdin");
+            while let Some(frame) = reader.next().await? {
+                match frame {
+                    spdy::Frame::Data { stream, fin, data } if Some(stream) == input => {
+                        if let (Some(out), false) = (out, data.is_empty()) {
+                            writer.data(out, false, &data).await?;
+                        }
+                        if fin {
+                            break;
+                        }
+                    }
+                    spdy::Frame::Ping { id } => writer.ping(id).await?,
+                    spdy::Frame::GoAway => break,
+                    _ => {}
+                }
+            }
+            0
+        }
+        Some("false") => 1,
+        // A broken kubelet: a control frame of another SPDY version.
+        Some("garble") => {
+            writer.raw(b"\x80\x02\x00\x01\x00\x00\x00\x00").await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return Ok(());
+        }
+        // A hostile one: a header block that inflates to 16 MiB.
+        Some("bomb") => {
+            let mut plain = 1u32.to_be_bytes().to_vec();
+            plain.extend_from_slice(&1u32.to_be_bytes());
+            plain.push(b'x');
+            plain.extend_from_slice(&(16u32 << 20).to_be_bytes());
+            plain.resize(plain.len() + (16 << 20), b'a');
+            let mut p = out.unwrap_or(2).to_be_bytes().to_vec();
+            p.extend(writer.compress_raw(&plain));
+            writer.control(8, 0, &p).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return Ok(());
+        }
+        other => {
+            if let Some(err) = err {
+                let line = format!("{}: not found\n", other.unwrap_or(""));
+                writer.data(err, false, line.as_bytes()).await?;
+            }
+            127
+        }
+    };
+    let status = if exit == 0 {
+        json!({"metadata": {}, "status": "Success"})
+    } else {
+        json!({"metadata": {}, "status": "Failure",
+               "message": format!("command terminated with non-zero exit code: error executing command [{}], exit code {exit}", command.join(" ")),
+               "reason": "NonZeroExitCode",
+               "details": {"causes": [{"reason": "ExitCode", "message": exit.to_string()}]}})
+    };
+    if let Some(e) = id("error") {
+        writer.data(e, false, status.to_string().as_bytes()).await?;
+    }
+    for name in ["stdout", "stderr", "stdin", "error"] {
+        if let Some(s) = id(name) {
+            writer.data(s, true, b"").await?;
+        }
+    }
+    // Let the client read to the end of its streams, then go.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writer.goaway().await?;
+    writer.shutdown().await;
+    Ok(())
+}
+
+/// `portforward`, over SPDY/3.1 or tunnelled in WebSocket.
+fn port_forward(mut req: Request<Incoming>) -> Response<Body> {
+    if upgrade_is(&req, "SPDY/3.1") {
+        if negotiate(&req, "x-stream-protocol-version", &["portforward.k8s.io"]).is_none() {
+            return status(400, "BadRequest", "portforward.k8s.io was not offered");
+        }
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+                let _ = spdy_port_forward(spdy::Reader::new(r), spdy::Writer::new(w)).await;
+            }
+        });
+        return spdy_switch("portforward.k8s.io");
+    }
+    const TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes().to_vec());
+    let (Some(_), Some(key)) = (negotiate(&req, "sec-websocket-protocol", &[TUNNEL]), key) else {
+        return status(
+            400,
+            "BadRequest",
+            "the stand-in serves portforward over SPDY/3.1, directly or tunnelled in WebSocket",
+        );
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        tunnel_spdy(ws).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header(
+            "sec-websocket-accept",
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key),
+        )
+        .header("sec-websocket-protocol", TUNNEL)
+        .body(Full::new(Bytes::new()).boxed())
+        .expect("response")
+}
+
+/// The API server's end of the tunnel: binary messages in and out of a
+/// byte stream that the SPDY side reads and writes.
+async fn tunnel_spdy<S>(mut ws: WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let (r, w) = tokio::io::split(theirs);
+    tokio::spawn(async move {
+        let _ = spdy_port_forward(spdy::Reader::new(r), spdy::Writer::new(w)).await;
+    });
+    let (mut from_spdy, mut to_spdy) = tokio::io::split(ours);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        tokio::select! {
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Binary(data))) => {
+                    if to_spdy.write_all(&data).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            n = from_spdy.read(&mut buf) => match n {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if ws.send(Message::Binary(buf[..n].to_vec().into())).await.is_err() {
+                        break;
+                    }
+                }
+            },
+        }
+    }
+    let _ = to_spdy.shutdown().await;
+    let _ = ws
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await;
+}
+
+/// The kubelet's port-forward: per connection an error and a data stream
+/// (`port`, `requestID`); port 8080 echoes what it is sent, any other port
+/// refuses with a message on the error stream, as a closed port would.
+async fn spdy_port_forward<R, W>(
+    mut reader: spdy::Reader<R>,
+    mut writer: spdy::Writer<W>,
+) -> anyhow::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    // requestID -> (error stream, data stream)
+    let mut pairs: std::collections::HashMap<String, (Option<u32>, Option<u32>)> =
+        Default::default();
+    let mut data_of: std::collections::HashMap<u32, String> = Default::default();
+    while let Some(frame) = reader.next().await? {
+        match frame {
+            spdy::Frame::Syn {
+                stream, headers, ..
+            } => {
+                writer.syn_reply(stream).await?;
+                let kind = spdy::header(&headers, "streamtype").unwrap_or("");
+                let port = spdy::header(&headers, "port").unwrap_or("").to_string();
+                let request = spdy::header(&headers, "requestid")
+                    .unwrap_or("")
+                    .to_string();
+                let pair = pairs.entry(request.clone()).or_default();
+                if kind == "error" {
+                    pair.0 = Some(stream);
+                } else {
+                    pair.1 = Some(stream);
+                    if port != "8080" {
+                        if let Some(e) = pair.0 {
+                            let msg = format!(
+                                "error forwarding port {port} to pod web, uid : failed to connect to localhost:{port} inside namespace: connection refused"
+                            );
+                            writer.data(e, false, msg.as_bytes()).await?;
+                            writer.data(e, true, b"").await?;
+                        }
+                        writer.data(stream, true, b"").await?;
+                    } else {
+                        data_of.insert(stream, request);
+                    }
+                }
+            }
+            spdy::Frame::Data { stream, fin, data } => {
+                if data_of.contains_key(&stream) {
+                    if !data.is_empty() {
+                        writer.data(stream, false, &data).await?;
+                    }
+                    if fin {
+                        writer.data(stream, true, b"").await?;
+                        let request = data_of.remove(&stream).unwrap_or_default();
+                        if let Some((Some(e), _)) = pairs.remove(&request) {
+                            writer.data(e, true, b"").await?;
+                        }
+                    }
+                }
+            }
+            spdy::Frame::Rst { stream } => {
+                data_of.remove(&stream);
+            }
+            spdy::Frame::Ping { id } => writer.ping(id).await?,
+            spdy::Frame::GoAway => break,
+            spdy::Frame::Other => {}
+        }
+    }
+    writer.shutdown().await;
+    Ok(())
 }

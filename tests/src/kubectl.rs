@@ -10,6 +10,7 @@ pub struct Kubectl {
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     binary: PathBuf,
+    envs: Vec<(String, String)>,
 }
 
 impl Kubectl {
@@ -49,12 +50,21 @@ current-context: gatehouse
             dir,
             kubeconfig,
             binary: binary(),
+            envs: vec![],
         }
     }
 
     /// The same kubeconfig with another kubectl binary.
     pub fn using(mut self, binary: PathBuf) -> Kubectl {
         self.binary = binary;
+        self
+    }
+
+    /// The same with an environment variable set (e.g.
+    /// `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`, which makes kubectl 1.30+
+    /// speak SPDY for exec).
+    pub fn with_env(mut self, key: &str, value: &str) -> Kubectl {
+        self.envs.push((key.into(), value.into()));
         self
     }
 
@@ -74,7 +84,8 @@ current-context: gatehouse
             .env_remove("HTTPS_PROXY")
             .env_remove("HTTP_PROXY")
             .env_remove("https_proxy")
-            .env_remove("http_proxy");
+            .env_remove("http_proxy")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -96,9 +107,26 @@ current-context: gatehouse
             .spawn()
             .expect("spawn kubectl");
         let mut input = child.stdin.take().expect("stdin");
-        input.write_all(stdin).expect("write stdin");
-        drop(input);
-        child.wait_with_output().expect("kubectl output")
+        // Written from another thread while the output is read: a large
+        // input would otherwise fill the pipes both ways.
+        let stdin = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&stdin);
+        });
+        let out = child.wait_with_output().expect("kubectl output");
+        let _ = writer.join();
+        out
+    }
+
+    /// Starts kubectl and leaves it running (`port-forward`), with stdout
+    /// and stderr piped. The caller stops it.
+    pub fn start(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl")
     }
 
     /// Runs kubectl on a blocking thread, for a command that waits (held

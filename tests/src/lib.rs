@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod pg_client;
 pub mod pg_cluster;
 pub mod postgres;
+pub mod spdy;
 pub mod tls;
 pub mod upstream;
 

@@ -2,8 +2,10 @@
 //! against a stand-in API server (`gatehouse_tests::kube_api`): Secrets
 //! masked in YAML, JSON, table and watch output; a namespace deletion held
 //! for approval; exec blocked by policy, and when allowed relayed over
-//! WebSocket, recorded and replayed; refusals as `Status` objects kubectl
-//! prints; and bad input from either side refused, never passed through.
+//! WebSocket and SPDY, recorded and replayed; port-forward decided by
+//! namespace and relayed over both transports; refusals as `Status`
+//! objects kubectl prints; and bad input from either side refused, never
+//! passed through.
 
 use std::time::Duration;
 
@@ -480,33 +482,385 @@ async fn exec_waits_for_an_approval_of_its_command() {
     assert_eq!(out, "approved run\n");
 }
 
-/// kubectl before 1.30 speaks SPDY for exec, which Gatehouse cannot
-/// record: the policy still decides first, and an allowed exec is refused
-/// with a message that says why, before anything reaches the pod.
+/// kubectl 1.32 with `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false` speaks
+/// SPDY/3.1 for exec, as kubectl before 1.30 and its fallback do: the
+/// policy decides first, and an allowed exec is relayed, its streams
+/// recorded by channel and replayed like a WebSocket one.
 #[tokio::test]
-async fn exec_over_spdy_is_refused_clearly() {
-    let Some(old) = gatehouse_tests::kubectl::older(29) else {
-        eprintln!("skipped: no kubectl.1.29 beside kubectl on this machine");
-        return;
-    };
+async fn exec_over_spdy_is_decided_relayed_and_recorded() {
     let api = KubeApi::start().await;
     let gh = gateway(&api, "");
     let key = gh.create_key("agent", &["dev"]);
-    let k = gh.kubectl(&key).using(old);
+    let k = gh
+        .kubectl(&key)
+        .with_env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false");
+
     let o = k.run(&["exec", "-n", "kube-system", "web", "--", "ls"]);
-    let (_, err) = text(&o);
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}");
     assert!(
         err.contains("exec into pods of namespace kube-system is not allowed"),
         "{err}"
     );
-    let o = k.run(&["exec", "web", "--", "echo", "hi"]);
+    assert!(api.seen().iter().all(|s| !s.path.ends_with("/exec")));
+
+    let o = k.run(&["exec", "web", "--", "echo", "hello", "over", "spdy"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}\n{}", gh.log());
+    assert_eq!(out, "hello over spdy\n");
+    let o = k.run_with_stdin(
+        &["exec", "-i", "web", "--", "cat"],
+        b"spdy line one\nspdy line two\n",
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert_eq!(out, "spdy line one\nspdy line two\n");
+    let o = k.run(&["exec", "web", "--", "false"]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    // Much data both ways at once: neither direction waits on the other.
+    let big: Vec<u8> = (0..4 << 20)
+        .map(|i| b"0123456789abcdef\n"[i % 17])
+        .collect();
+    let o = k.run_with_stdin(&["exec", "-i", "web", "--", "cat"], &big);
+    assert!(o.status.success(), "{:?}", text(&o).1);
+    assert!(o.stdout == big, "{} bytes came back", o.stdout.len());
+    // attach takes the same path.
+    let o = k.run_with_stdin(&["attach", "-i", "web"], b"attached line\n");
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("attached line\n"), "{out}\n{err}");
+    let o = k.run(&["exec", "web", "--", "nosuch"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(127), "{err}");
+    assert!(err.contains("nosuch: not found"), "{err}");
+    // It was SPDY that reached the API server.
+    assert!(
+        api.seen()
+            .iter()
+            .filter(|s| s.path.ends_with("/exec"))
+            .all(|s| s.method == "POST"),
+        "{:?}",
+        api.seen()
+    );
+
+    let parts = wait_for_parts(&gh, 6).await;
+    let cat = parts
+        .iter()
+        .find(|(_, s, d)| s.contains(": cat") && d["end"]["bytes_in"] == 28)
+        .expect("the cat session is recorded");
+    assert_eq!(cat.2["end"]["transport"], "spdy", "{}", cat.2);
+    let big_cat = parts
+        .iter()
+        .find(|(_, s, d)| s.contains(": cat") && d["end"]["bytes_in"] == 4 << 20)
+        .expect("the big cat session is recorded");
+    assert_eq!(big_cat.2["end"]["truncated"], true, "{}", big_cat.2);
+    assert_eq!(cat.2["end"]["status"]["status"], "Success");
+    assert!(cat.2["end"]["error"].is_null(), "{}", cat.2);
+    let frames: Vec<Value> = parts
+        .iter()
+        .filter(|(_, _, d)| d["request_id"] == cat.2["request_id"])
+        .flat_map(|(_, _, d)| d["frames"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let stdin: String = frames
+        .iter()
+        .filter(|f| f["channel"] == "stdin")
+        .filter_map(|f| f["data"].as_str())
+        .collect();
+    assert_eq!(stdin, "spdy line one\nspdy line two\n");
+    let stdout: String = frames
+        .iter()
+        .filter(|f| f["channel"] == "stdout" && f["dir"] == "out")
+        .filter_map(|f| f["data"].as_str())
+        .collect();
+    assert_eq!(stdout, "spdy line one\nspdy line two\n");
+    let failed = parts
+        .iter()
+        .find(|(_, s, d)| s.contains(": false") && d["end"].is_object())
+        .unwrap();
+    assert_eq!(failed.2["end"]["status"]["reason"], "NonZeroExitCode");
+
+    let session = session_of(&gh, &cat.2);
+    let auditor = gh.create_person_key("ada", &["admins"]);
+    let o = gh.cli_remote(&auditor, &["sessions", "replay", &session]);
+    let replay = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{replay}");
+    assert!(replay.contains("exec default/web: cat"), "{replay}");
+    assert!(replay.contains("> stdin: spdy line one"), "{replay}");
+    assert!(replay.contains("< stdout: spdy line one"), "{replay}");
+
+    // kubectl 1.29, where the machine has it, needs no setting for SPDY.
+    if let Some(old) = gatehouse_tests::kubectl::older(29) {
+        let o = gh
+            .kubectl(&key)
+            .using(old)
+            .run(&["exec", "web", "--", "echo", "from", "1.29"]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{out}\n{err}");
+        assert_eq!(out, "from 1.29\n");
+    }
+}
+
+/// A kubelet that breaks SPDY (a frame of another version, a header block
+/// that inflates to 16 MiB) and a client that does: the stream ends with a
+/// GOAWAY and a recorded error, the gateway goes on.
+#[tokio::test]
+async fn malformed_spdy_from_either_side_ends_the_stream() {
+    let api = KubeApi::start().await;
+    let gh = gateway(&api, "");
+    let key = gh.create_key("agent", &["dev"]);
+    let k = gh
+        .kubectl(&key)
+        .with_env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false");
+    for (command, why) in [("garble", "SPDY version 2"), ("bomb", "compression bomb")] {
+        let o = k.run(&["exec", "web", "--", command]);
+        let (out, err) = text(&o);
+        assert!(!o.status.success(), "{command}: {out}\n{err}");
+        eprintln!("kubectl exec -- {command}: {err}");
+        // kubectl prints the Status Gatehouse put on the error stream.
+        assert!(
+            err.contains("gatehouse: the upstream sent SPDY Gatehouse could not read")
+                && err.contains(why),
+            "{command}: {err}"
+        );
+    }
+    let parts = wait_for_parts(&gh, 2).await;
+    let error_of = |cmd: &str| {
+        parts
+            .iter()
+            .find(|(_, s, d)| s.contains(&format!(": {cmd} (")) && d["end"].is_object())
+            .map(|(_, _, d)| d["end"]["error"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    let garbled = error_of("garble");
+    assert!(
+        garbled.contains("the upstream sent SPDY Gatehouse could not read")
+            && garbled.contains("SPDY version 2"),
+        "{garbled}"
+    );
+    let bomb = error_of("bomb");
+    assert!(bomb.contains("compression bomb"), "{bomb}");
+
+    // A client that sends a valid stream, then garbage.
+    let mut conn = spdy_upgrade(&gh, &key).await;
+    let (r, w) = tokio::io::split(&mut conn);
+    let mut writer = gatehouse_tests::spdy::Writer::new(w);
+    let mut p = 1u32.to_be_bytes().to_vec();
+    p.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    p.extend(writer.compress(&[("streamtype", "error")]));
+    writer.control(1, 0, &p).await.unwrap();
+    // A control frame of SPDY/2.
+    writer.raw(&[0x80, 0x02, 0, 1, 0, 0, 0, 0]).await.unwrap();
+    let mut reader = gatehouse_tests::spdy::Reader::new(r);
+    let mut got_goaway = false;
+    while let Ok(Ok(Some(frame))) =
+        tokio::time::timeout(Duration::from_secs(10), reader.next()).await
+    {
+        got_goaway |= matches!(frame, gatehouse_tests::spdy::Frame::GoAway);
+    }
+    assert!(got_goaway, "the client was told the session ended");
+    let parts = wait_for_parts(&gh, 3).await;
+    assert!(
+        parts.iter().any(|(_, _, d)| d["end"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the client sent SPDY Gatehouse could not read"))),
+        "{parts:?}"
+    );
+
+    // The gateway is fine: the next exec runs.
+    let o = k.run(&["exec", "web", "--", "echo", "still", "here"]);
+    assert_eq!(text(&o).0, "still here\n", "{:?}", text(&o));
+}
+
+/// A hand-made SPDY exec upgrade through the gateway, answered 101.
+async fn spdy_upgrade(
+    gh: &Gateway,
+    key: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gh.port("cluster")))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(gh.cert.client_config())
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let req = format!(
+        "POST /api/v1/namespaces/default/pods/web/exec?command=cat&stdin=true&stdout=true HTTP/1.1\r\n\
+         Host: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+         X-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(tls.read(&mut byte).await.unwrap(), 1, "{head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-stream-protocol-version: v4.channel.k8s.io"),
+        "{head}"
+    );
+    tls
+}
+
+/// `kubectl port-forward`: a decision per namespace before the upgrade;
+/// allowed, the pod port is reached through the gateway over WebSocket
+/// (kubectl's default, SPDY tunnelled) and over plain SPDY, and the record
+/// names the port and counts the bytes.
+#[tokio::test]
+async fn port_forward_is_decided_and_relayed_over_both_transports() {
+    let api = KubeApi::start().await;
+    let gh = gateway_with(
+        &api,
+        json!({"portforward": {"allowed_namespaces": ["default"]}}),
+        "",
+    );
+    let key = gh.create_key("agent", &["dev"]);
+    let k = gh.kubectl(&key);
+
+    let o = k.run(&["port-forward", "-n", "scratch", "pod/web", ":8080"]);
     let (out, err) = text(&o);
     assert!(!o.status.success(), "{out}");
+    eprintln!("kubectl port-forward into scratch: {err}");
     assert!(
-        err.contains("Gatehouse relays exec and attach over WebSocket only"),
+        err.contains("port-forward into pods of namespace scratch is not allowed"),
         "{err}"
     );
-    assert!(api.seen().iter().all(|s| !s.path.ends_with("/exec")));
+    assert!(api.seen().iter().all(|s| !s.path.ends_with("/portforward")));
+
+    for (transport, k) in [
+        ("spdy-in-websocket", gh.kubectl(&key)),
+        (
+            "spdy",
+            gh.kubectl(&key)
+                .with_env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false"),
+        ),
+    ] {
+        let before = events(&gh, "stream.frames")
+            .iter()
+            .filter(|(_, _, d)| d["end"].is_object())
+            .count();
+        let mut child = k.start(&["port-forward", "pod/web", ":8080", ":9999"]);
+        let ports = forwarded_ports(&mut child);
+        let echoed = round_trip(ports[0], b"hello through the gateway").await;
+        assert_eq!(echoed, b"hello through the gateway", "{transport}");
+        let echoed = round_trip(ports[0], b"again").await;
+        assert_eq!(echoed, b"again", "{transport}");
+        // A closed port: the connection ends, kubectl hears why.
+        let refused = round_trip(ports[1], b"anyone?").await;
+        assert!(refused.is_empty(), "{transport}: {refused:?}");
+        stop(&mut child);
+
+        let parts = wait_for_parts(&gh, before + 1).await;
+        let detail = parts
+            .iter()
+            .filter(|(_, _, d)| d["end"]["transport"] == transport)
+            .map(|(_, _, d)| d.clone())
+            .next_back()
+            .unwrap_or_else(|| panic!("{transport}: no record in {parts:?}"));
+        let end = &detail["end"];
+        let p8080 = end["ports"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["port"] == "8080"))
+            .unwrap_or_else(|| panic!("{end}"));
+        assert_eq!(p8080["connections"], 2, "{end}");
+        assert_eq!(p8080["bytes_in"], 30, "{end}");
+        assert_eq!(p8080["bytes_out"], 30, "{end}");
+        let p9999 = end["ports"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["port"] == "9999"))
+            .unwrap_or_else(|| panic!("{end}"));
+        assert!(
+            p9999["errors"][0]
+                .as_str()
+                .is_some_and(|e| e.contains("connection refused")),
+            "{end}"
+        );
+        let recorded = serde_json::to_string(&parts).unwrap();
+        assert!(
+            !recorded.contains("hello through the gateway"),
+            "the payload is not recorded"
+        );
+
+        // The replay names the connections and the ports.
+        let session = session_of(&gh, &detail);
+        let auditor = gh.create_person_key(&format!("ada-{transport}"), &["admins"]);
+        let o = gh.cli_remote(&auditor, &["sessions", "replay", &session]);
+        let replay = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{replay}");
+        assert!(replay.contains("portforward default/web"), "{replay}");
+        assert!(
+            replay.contains("> portforward: port 8080: connection 0 opened"),
+            "{replay}"
+        );
+        assert!(
+            replay.contains("port 8080: 2 connections, 30 bytes in, 30 bytes out"),
+            "{replay}"
+        );
+        assert!(replay.contains(&format!("over {transport}")), "{replay}");
+    }
+}
+
+/// The local ports kubectl listens on, from its `Forwarding from` lines.
+fn forwarded_ports(child: &mut std::process::Child) -> Vec<u16> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut ports = vec![];
+    while ports.len() < 2 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("kubectl port-forward printed its ports");
+        // `Forwarding from 127.0.0.1:41234 -> 8080`
+        if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+            let port = rest.split_whitespace().next().unwrap_or("");
+            ports.push(port.parse().expect("a port"));
+        }
+    }
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    ports
+}
+
+/// Sends `data` to a local port, half-closes, and reads the answer.
+async fn round_trip(port: u16, data: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(data).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut got = vec![];
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    got
+}
+
+/// Stops `kubectl port-forward` as a person would (Ctrl-C).
+fn stop(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 async fn wait_for_parts(gh: &Gatehouse, n: usize) -> Vec<(String, String, Value)> {

@@ -300,6 +300,19 @@ fn stream_notes(d: &Value) -> Vec<String> {
         if end["truncated"].as_bool() == Some(true) {
             facts.push("recording limit reached".into());
         }
+        // A port-forward's ports, and a transport other than WebSocket.
+        for p in end["ports"].as_array().into_iter().flatten() {
+            facts.push(format!(
+                "port {}: {} connections, {} bytes in, {} bytes out",
+                p["port"].as_str().unwrap_or("?"),
+                p["connections"].as_u64().unwrap_or(0),
+                p["bytes_in"].as_u64().unwrap_or(0),
+                p["bytes_out"].as_u64().unwrap_or(0)
+            ));
+        }
+        if let Some(t) = end["transport"].as_str().filter(|t| *t != "websocket") {
+            facts.push(format!("over {t}"));
+        }
         if let Some(err) = end["error"].as_str() {
             facts.push(format!("ERROR {err}"));
         }
@@ -372,6 +385,42 @@ mod tests {
     -- +0.007s < stdout: hi\\n
     -- +0.009s < stdout: (9000 bytes, over the recording limit)
     -- closed by upstream after 0.020s · Success · 3 bytes in, 9003 bytes out · recording limit reached
+"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_port_forward_replays_its_ports() {
+        let session = StoredSession {
+            id: "s3".into(),
+            connection: "cluster".into(),
+            protocol: "kubernetes".into(),
+            client_addr: "127.0.0.1:5001".into(),
+            principal_subject: Some("bot".into()),
+            principal: None,
+            started_at_ms: 1_000,
+            ended_at_ms: None,
+            event_count: 1,
+        };
+        let events = [event(
+            1,
+            "stream.frames",
+            "allow",
+            "portforward default/db (part 1, end)",
+            json!({"frames": [
+                {"t_ms": 5, "dir": "in", "channel": "portforward", "bytes": 30,
+                 "data": "port 5432: connection 0 opened"}],
+                "end": {"closed_by": "client", "duration_ms": 900, "bytes_in": 120, "bytes_out": 4000,
+                        "truncated": false, "transport": "spdy",
+                        "ports": [{"port": "5432", "connections": 1, "bytes_in": 120, "bytes_out": 4000}]}}),
+        )];
+        let text = Transcript::new(&session, &events).to_text();
+        assert!(
+            text.contains(
+                "    -- +0.005s > portforward: port 5432: connection 0 opened
+    -- closed by client after 0.900s · 120 bytes in, 4000 bytes out · port 5432: 1 connections, 120 bytes in, 4000 bytes out · over spdy
 "
             ),
             "{text}"

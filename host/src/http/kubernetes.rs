@@ -2,8 +2,9 @@
 //! requests classified as the API server does (`request_info`) and shown to
 //! the `kubernetes` hook; Secret masks applied per object in every framing
 //! the API uses (`objects`, `watch`, through `exchange`); refusals as
-//! `Status` objects (`status`); `exec`/`attach` decided before the upgrade
-//! and relayed and recorded after it (`exec`).
+//! `Status` objects (`status`); `exec`/`attach` and `portforward` decided
+//! before the upgrade and relayed and recorded after it, over WebSocket or
+//! SPDY/3.1 (`exec`, `portforward`, `spdy`, `spdy_relay`, `record`).
 //!
 //! Gatehouse asks the API server for JSON (a protobuf `Accept` is rewritten)
 //! so that no answer reaches a caller in a form its masks cannot read.
@@ -11,7 +12,11 @@
 pub mod exchange;
 pub mod exec;
 pub mod objects;
+pub mod portforward;
+pub mod record;
 pub mod request_info;
+pub mod spdy;
+pub mod spdy_relay;
 pub mod status;
 pub mod watch;
 
@@ -20,13 +25,14 @@ use std::sync::Arc;
 use http::HeaderValue;
 use serde_json::Value;
 
-use super::adapter::{AdapterError, AdapterExchange, ProtocolAdapter, RequestView};
+use super::adapter::{AdapterError, AdapterExchange, ProtocolAdapter, RequestView, UpgradeRelay};
 use super::errors::ProxyError;
 use crate::config::ConnectionConfig;
 use crate::policy::bindings::kubernetes::KubernetesRequest;
 use crate::policy::bindings::types as wit;
 use exchange::KubeExchange;
-use exec::ExecRelay;
+use exec::{ExecRelay, Transport};
+use portforward::PortForwardRelay;
 use request_info::RequestInfo;
 
 const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
@@ -91,30 +97,40 @@ impl ProtocolAdapter for KubernetesAdapter {
             vec![]
         };
         let relay = if req.parts.headers.contains_key(http::header::UPGRADE) {
-            if !info.is_exec_or_attach() {
-                return Err(AdapterError::BadRequest(format!(
-                    "Gatehouse relays upgraded streams for exec and attach only, not for {} of {}",
-                    info.policy_verb(),
-                    info.resource
-                )));
-            }
             // Which upgrades can be relayed is checked after the request
-            // phase (`ExecRelay::prepare`): a policy's refusal comes first,
-            // so a client that falls back to SPDY sees the refusal again.
+            // phase (`UpgradeRelay::prepare`): a policy's refusal comes
+            // first, whatever transport the client asked for.
+            let transport = Transport::of(&req.parts.headers);
             let pod = format!(
                 "{}/{}",
                 info.namespace.as_deref().unwrap_or("-"),
                 info.name.as_deref().unwrap_or("-")
             );
-            let label = if command.is_empty() {
-                format!("{} {pod}", info.policy_verb())
+            let verb = info.policy_verb();
+            let relay: Box<dyn UpgradeRelay> = if info.is_exec_or_attach() {
+                let label = if command.is_empty() {
+                    format!("{verb} {pod}")
+                } else {
+                    format!("{verb} {pod}: {}", command.join(" "))
+                };
+                Box::new(ExecRelay {
+                    label,
+                    record_limit: self.stream_record_limit,
+                    transport,
+                })
+            } else if info.is_port_forward() {
+                Box::new(PortForwardRelay {
+                    label: format!("{verb} {pod}"),
+                    record_limit: self.stream_record_limit,
+                    transport,
+                })
             } else {
-                format!("{} {pod}: {}", info.policy_verb(), command.join(" "))
+                return Err(AdapterError::BadRequest(format!(
+                    "Gatehouse relays upgraded streams for exec, attach and portforward only, not for {verb} of {}",
+                    info.resource
+                )));
             };
-            Some(ExecRelay {
-                label,
-                record_limit: self.stream_record_limit,
-            })
+            Some(relay)
         } else {
             None
         };

@@ -16,6 +16,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub deletes: DeletesConfig,
     pub exec: ExecConfig,
+    pub portforward: PortForwardConfig,
     pub rbac: RbacConfig,
 }
 
@@ -56,6 +57,14 @@ pub struct ExecConfig {
 }
 
 #[derive(Debug)]
+pub struct PortForwardConfig {
+    /// When set, port-forward only into pods of these namespaces (`[]`:
+    /// none); unset, into any namespace `exec.blocked_namespaces` allows.
+    pub allowed_namespaces: Option<Vec<String>>,
+    pub unless_groups: Vec<String>,
+}
+
+#[derive(Debug)]
 pub struct RbacConfig {
     /// Refuse bindings (RoleBinding, ClusterRoleBinding) to these roles,
     /// and changes to bindings with these names.
@@ -76,7 +85,11 @@ pub fn parse(json: &str) -> Result<Config, String> {
     let Value::Object(top) = value else {
         return Err("settings: expected a JSON object".into());
     };
-    check_keys("settings", &top, &["secrets", "deletes", "exec", "rbac"])?;
+    check_keys(
+        "settings",
+        &top,
+        &["secrets", "deletes", "exec", "portforward", "rbac"],
+    )?;
     let empty = Map::new();
     let section = |key: &str| -> Result<&Map<String, Value>, String> {
         match top.get(key) {
@@ -158,6 +171,16 @@ pub fn parse(json: &str) -> Result<Config, String> {
         unless_groups: string_list(e, "unless_groups", "exec")?,
     };
 
+    let p = section("portforward")?;
+    check_keys("portforward", p, &["allowed_namespaces", "unless_groups"])?;
+    let portforward = PortForwardConfig {
+        allowed_namespaces: match p.get("allowed_namespaces") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(string_list(p, "allowed_namespaces", "portforward")?),
+        },
+        unless_groups: string_list(p, "unless_groups", "portforward")?,
+    };
+
     let r = section("rbac")?;
     check_keys("rbac", r, &["protected_roles", "unless_groups"])?;
     let rbac = RbacConfig {
@@ -171,6 +194,7 @@ pub fn parse(json: &str) -> Result<Config, String> {
         secrets,
         deletes,
         exec,
+        portforward,
         rbac,
     })
 }

@@ -8,6 +8,7 @@
 //!   collections across all namespaces) for approval;
 //! - refuses exec, attach and port-forward into blocked namespaces and
 //!   blocked programs, and can hold every other exec for approval;
+//! - limits port-forward to listed namespaces;
 //! - refuses RBAC escalation: bindings to protected roles (`cluster-admin`)
 //!   and changes to the bindings of that name.
 //!
@@ -65,6 +66,9 @@ impl bindings::kubernetes::Guest for K8sGuard {
 /// The decision for already-parsed settings.
 pub fn decide(config: &Config, ctx: &Context, r: &KubernetesRequest) -> Decision {
     if let Some(d) = exec_rule(config, ctx, r) {
+        return d;
+    }
+    if let Some(d) = portforward_rule(config, ctx, r) {
         return d;
     }
     if let Some(d) = rbac_rule(config, ctx, r) {
@@ -132,6 +136,24 @@ fn exec_rule(config: &Config, ctx: &Context, r: &KubernetesRequest) -> Option<De
         );
     }
     None
+}
+
+fn portforward_rule(config: &Config, ctx: &Context, r: &KubernetesRequest) -> Option<Decision> {
+    let p = &config.portforward;
+    if r.verb != "portforward" || ctx.in_any_group(&p.unless_groups) {
+        return None;
+    }
+    let allowed = p.allowed_namespaces.as_ref()?;
+    let ns = r.namespace.as_deref().unwrap_or("");
+    if allowed.iter().any(|a| a == ns) {
+        return None;
+    }
+    Some(
+        deny(format!(
+            "port-forward into pods of namespace {ns} is not allowed"
+        ))
+        .annotate("rule", "portforward.allowed_namespaces"),
+    )
 }
 
 fn rbac_rule(config: &Config, ctx: &Context, r: &KubernetesRequest) -> Option<Decision> {

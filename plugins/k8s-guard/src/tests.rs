@@ -250,6 +250,37 @@ fn binding_cluster_admin_is_denied() {
 }
 
 #[test]
+fn port_forward_is_limited_by_namespace() {
+    let pf = |ns: &str| KubernetesRequest {
+        subresource: Some("portforward".into()),
+        ..request("portforward", "pods", Some(ns), Some("db"))
+    };
+    // By default: anywhere exec may go, not into kube-system.
+    assert!(decide_with("", &[], pf("default")).is_allow());
+    let d = decide_with("", &[], pf("kube-system"));
+    assert_eq!(
+        d.deny_reason(),
+        Some("portforward into pods of namespace kube-system is not allowed")
+    );
+    assert_eq!(d.annotation("rule"), Some("exec.blocked_namespaces"));
+
+    let settings = r#"{"portforward": {"allowed_namespaces": ["dev"], "unless_groups": ["dba"]}}"#;
+    assert!(decide_with(settings, &[], pf("dev")).is_allow());
+    let d = decide_with(settings, &[], pf("prod"));
+    assert_eq!(
+        d.deny_reason(),
+        Some("port-forward into pods of namespace prod is not allowed")
+    );
+    assert_eq!(d.annotation("rule"), Some("portforward.allowed_namespaces"));
+    assert!(decide_with(settings, &["dba"], pf("prod")).is_allow());
+    // An exec is not a port-forward.
+    assert!(decide_with(settings, &[], exec("prod", &["ls"])).is_allow());
+    // `[]`: no port-forward at all.
+    let none = r#"{"portforward": {"allowed_namespaces": []}}"#;
+    assert!(decide_with(none, &[], pf("dev")).deny_reason().is_some());
+}
+
+#[test]
 fn settings_errors_name_the_key() {
     for (settings, error) in [
         (r#"{"secret": {}}"#, "settings: unknown key \"secret\""),
@@ -270,6 +301,10 @@ fn settings_errors_name_the_key() {
             "deletes.timeout_secs: expected a whole number",
         ),
         (r#"{"rbac": []}"#, "rbac: expected an object"),
+        (
+            r#"{"portforward": {"allowed_namespaces": "dev"}}"#,
+            "portforward.allowed_namespaces: expected",
+        ),
         ("[", "settings are not valid JSON"),
     ] {
         let err = K8sGuard::validate_config(settings.into()).unwrap_err();

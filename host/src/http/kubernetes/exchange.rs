@@ -11,7 +11,6 @@ use futures_util::future::BoxFuture;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
-use super::exec::ExecRelay;
 use super::objects;
 use super::request_info::RequestInfo;
 use super::watch::WatchMasker;
@@ -33,8 +32,9 @@ pub struct KubeExchange {
     /// `json_mask_limit_bytes`: the most of one response (or one watch
     /// event) that is held to mask it.
     pub json_limit: usize,
-    /// For `exec`/`attach` upgrades: the relay that takes over after the 101.
-    pub relay: Option<ExecRelay>,
+    /// For `exec`/`attach`/`portforward` upgrades: the relay that takes
+    /// over after the 101.
+    pub relay: Option<Box<dyn UpgradeRelay>>,
 }
 
 impl AdapterExchange for KubeExchange {
@@ -64,9 +64,7 @@ impl AdapterExchange for KubeExchange {
     }
 
     fn upgrade(&mut self) -> Option<Box<dyn UpgradeRelay>> {
-        self.relay
-            .take()
-            .map(|r| Box::new(r) as Box<dyn UpgradeRelay>)
+        self.relay.take()
     }
 
     fn describe(&self) -> Value {

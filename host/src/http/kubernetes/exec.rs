@@ -1,27 +1,35 @@
-//! `kubectl exec` and `attach` after the upgrade: both sides are read as
-//! WebSocket messages of the Kubernetes channel protocols
-//! (`v5.channel.k8s.io` down to `channel.k8s.io`: a binary message whose
-//! first byte is the channel: 0 stdin, 1 stdout, 2 stderr, 3 error,
-//! 4 resize, 255 close), forwarded message by message, masked with the
-//! request's text masks, and recorded with their timing for replay.
+//! `kubectl exec` and `attach` after the upgrade, over either transport a
+//! client may ask for:
 //!
-//! The command was decided before the upgrade was forwarded (see
-//! `http/proxy/upgrade.rs`); nothing here calls a policy.
+//! - WebSocket (kubectl 1.30 and later): both sides read as messages of
+//!   the Kubernetes channel protocols (`v5.channel.k8s.io` down to
+//!   `channel.k8s.io`: a binary message whose first byte is the channel:
+//!   0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize, 255 close), forwarded
+//!   message by message;
+//! - SPDY/3.1 (older clients, kubectl's fallback, and
+//!   `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`): one SPDY stream per
+//!   channel, named by its `streamType` header (`spdy_relay.rs`).
+//!
+//! Either way the data is masked with the request's text masks and
+//! recorded with its timing for replay (`record.rs`). The command was
+//! decided before the upgrade was forwarded (see `http/proxy/upgrade.rs`);
+//! nothing here calls a policy.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use super::record::{Recorder, StreamPart, part_sink};
+use super::spdy_relay::{self, SpdyObserver};
 use crate::http::adapter::{AdapterError, UpgradeRelay};
 use crate::mask::CompiledMasks;
 
@@ -35,151 +43,69 @@ pub const CHANNEL_PROTOCOLS: &[&str] = &[
     "channel.k8s.io",
 ];
 
-/// Frames are recorded in parts of at most this many, or this often.
-const PART_FRAMES: usize = 256;
-const PART_EVERY: Duration = Duration::from_secs(1);
+/// The header in which a SPDY client offers its stream protocols, one
+/// value per line (the API server does not split them at commas).
+pub const STREAM_PROTOCOL: &str = "x-stream-protocol-version";
 
-pub fn channel_name(byte: u8) -> &'static str {
-    match byte {
-        0 => "stdin",
-        1 => "stdout",
-        2 => "stderr",
-        3 => "error",
-        4 => "resize",
-        255 => "close",
-        _ => "unknown",
-    }
+/// The transport an upgrade asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    Spdy,
 }
 
-/// One message as recorded.
-#[derive(Debug, Clone, Serialize)]
-pub struct FrameRecord {
-    /// Milliseconds since the stream opened.
-    pub t_ms: u64,
-    /// `in` (caller to pod) or `out` (pod to caller).
-    pub dir: &'static str,
-    pub channel: &'static str,
-    pub bytes: usize,
-    /// The data as text (lossy UTF-8), masked; absent once the recording
-    /// limit is reached.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<String>,
-}
-
-/// How the stream ended, recorded with the last part.
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamEnd {
-    /// `client`, `upstream` or `error`.
-    pub closed_by: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub duration_ms: u64,
-    pub frames_in: u64,
-    pub frames_out: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub recorded_bytes: u64,
-    /// True when data was left out of the record because of the limit.
-    pub truncated: bool,
-    /// The pod's `Status` from the error channel (exit code and message).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<serde_json::Value>,
-}
-
-/// One recorded part of a stream: its frames, and the end with the last.
-#[derive(Debug, Clone, Serialize)]
-pub struct StreamPart {
-    pub part: u32,
-    pub frames: Vec<FrameRecord>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub end: Option<StreamEnd>,
-}
-
-/// Collects frames and hands them on in parts.
-pub struct Recorder<F: FnMut(StreamPart)> {
-    started: Instant,
-    limit: u64,
-    recorded: u64,
-    truncated: bool,
-    frames: Vec<FrameRecord>,
-    part: u32,
-    last_flush: Instant,
-    counts: [(u64, u64); 2],
-    status: Option<serde_json::Value>,
-    sink: F,
-}
-
-impl<F: FnMut(StreamPart)> Recorder<F> {
-    pub fn new(limit: u64, sink: F) -> Self {
-        Self {
-            started: Instant::now(),
-            limit,
-            recorded: 0,
-            truncated: false,
-            frames: Vec::new(),
-            part: 0,
-            last_flush: Instant::now(),
-            counts: [(0, 0); 2],
-            status: None,
-            sink,
-        }
-    }
-
-    /// Records one message's channel data (already masked).
-    pub fn frame(&mut self, dir: &'static str, channel: u8, data: &[u8]) {
-        let side = usize::from(dir == "out");
-        self.counts[side].0 += 1;
-        self.counts[side].1 += data.len() as u64;
-        if channel == 3 && dir == "out" {
-            self.status = serde_json::from_slice(data).ok();
-        }
-        let len = data.len();
-        let data = if self.recorded + len as u64 <= self.limit {
-            self.recorded += data.len() as u64;
-            Some(String::from_utf8_lossy(data).into_owned())
+impl Transport {
+    /// From the `Upgrade` header; `None` for anything else.
+    pub fn of(headers: &HeaderMap) -> Option<Transport> {
+        let upgrade = upgrade_of(headers);
+        if upgrade.eq_ignore_ascii_case("websocket") {
+            Some(Transport::WebSocket)
+        } else if upgrade.eq_ignore_ascii_case("SPDY/3.1") {
+            Some(Transport::Spdy)
         } else {
-            self.truncated = true;
             None
-        };
-        self.frames.push(FrameRecord {
-            t_ms: self.started.elapsed().as_millis() as u64,
-            dir,
-            channel: channel_name(channel),
-            bytes: len,
-            data,
-        });
-        if self.frames.len() >= PART_FRAMES || self.last_flush.elapsed() >= PART_EVERY {
-            self.flush(None);
         }
     }
+}
 
-    fn flush(&mut self, end: Option<StreamEnd>) {
-        if self.frames.is_empty() && end.is_none() {
-            return;
+pub fn upgrade_of(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The values offered in `name` (every line, split at commas) that are in
+/// `known`, in `known`'s order.
+pub fn offered(headers: &HeaderMap, name: &str, known: &[&'static str]) -> Vec<&'static str> {
+    let offered: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(str::trim))
+        .collect();
+    known
+        .iter()
+        .copied()
+        .filter(|p| offered.iter().any(|o| o.eq_ignore_ascii_case(p)))
+        .collect()
+}
+
+/// Leaves only `keep` in `name`: joined on one line for WebSocket
+/// subprotocols, one line each for SPDY stream protocols.
+pub fn keep_offered(headers: &mut HeaderMap, name: &'static str, keep: &[&str]) {
+    let name = HeaderName::from_static(name);
+    headers.remove(&name);
+    if name == header::SEC_WEBSOCKET_PROTOCOL {
+        if let Ok(v) = HeaderValue::from_str(&keep.join(", ")) {
+            headers.insert(name, v);
         }
-        self.part += 1;
-        self.last_flush = Instant::now();
-        (self.sink)(StreamPart {
-            part: self.part,
-            frames: std::mem::take(&mut self.frames),
-            end,
-        });
-    }
-
-    pub fn finish(mut self, closed_by: &'static str, error: Option<String>) {
-        let end = StreamEnd {
-            closed_by,
-            error,
-            duration_ms: self.started.elapsed().as_millis() as u64,
-            frames_in: self.counts[0].0,
-            frames_out: self.counts[1].0,
-            bytes_in: self.counts[0].1,
-            bytes_out: self.counts[1].1,
-            recorded_bytes: self.recorded,
-            truncated: self.truncated,
-            status: self.status.take(),
-        };
-        self.flush(Some(end));
+    } else {
+        for p in keep {
+            if let Ok(v) = HeaderValue::from_str(p) {
+                headers.append(name.clone(), v);
+            }
+        }
     }
 }
 
@@ -189,53 +115,35 @@ pub struct ExecRelay {
     pub label: String,
     /// `stream_record_bytes`.
     pub record_limit: u64,
-}
-
-impl ExecRelay {
-    /// Refuses upgrades Gatehouse could not read (SPDY, the base64
-    /// subprotocols) before anything is forwarded.
-    fn check(headers: &HeaderMap) -> Result<(), AdapterError> {
-        let upgrade = headers
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !upgrade.eq_ignore_ascii_case("websocket") {
-            return Err(AdapterError::BadRequest(format!(
-                "Gatehouse relays exec and attach over WebSocket only (kubectl 1.30 and later), and this client asked for {upgrade:?}; Gatehouse could not record that stream"
-            )));
-        }
-        if offered_protocols(headers).is_empty() {
-            return Err(AdapterError::BadRequest(format!(
-                "Gatehouse relays exec and attach over the WebSocket subprotocols {}, and this client offered none of them",
-                CHANNEL_PROTOCOLS.join(", ")
-            )));
-        }
-        Ok(())
-    }
-}
-
-fn offered_protocols(headers: &HeaderMap) -> Vec<&'static str> {
-    let offered: Vec<&str> = headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(str::trim))
-        .collect();
-    CHANNEL_PROTOCOLS
-        .iter()
-        .copied()
-        .filter(|p| offered.contains(p))
-        .collect()
+    /// What the request's `Upgrade` asked for; `None` is refused.
+    pub transport: Option<Transport>,
 }
 
 impl UpgradeRelay for ExecRelay {
+    /// Keeps only the channel protocols Gatehouse reads; refuses upgrades
+    /// it could not read before anything is forwarded.
     fn prepare(&self, headers: &mut HeaderMap) -> Result<(), AdapterError> {
-        Self::check(headers)?;
-        let kept = offered_protocols(headers).join(", ");
-        headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
-        if let Ok(v) = HeaderValue::from_str(&kept) {
-            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+        let (name, via) = match self.transport {
+            Some(Transport::WebSocket) => ("sec-websocket-protocol", "WebSocket subprotocols"),
+            Some(Transport::Spdy) => (
+                STREAM_PROTOCOL,
+                "SPDY stream protocols (X-Stream-Protocol-Version)",
+            ),
+            None => {
+                return Err(AdapterError::BadRequest(format!(
+                    "Gatehouse relays exec and attach over WebSocket or SPDY/3.1, and this client asked to upgrade to {:?}; Gatehouse could not record that stream",
+                    upgrade_of(headers)
+                )));
+            }
+        };
+        let kept = offered(headers, name, CHANNEL_PROTOCOLS);
+        if kept.is_empty() {
+            return Err(AdapterError::BadRequest(format!(
+                "Gatehouse relays exec and attach over the {via} {}, and this client offered none of them",
+                CHANNEL_PROTOCOLS.join(", ")
+            )));
         }
+        keep_offered(headers, name, &kept);
         Ok(())
     }
 
@@ -244,17 +152,23 @@ impl UpgradeRelay for ExecRelay {
         client: TokioIo<Upgraded>,
         upstream: TokioIo<Upgraded>,
         masks: Arc<CompiledMasks>,
-        mut record: Box<dyn FnMut(String, serde_json::Value) + Send>,
+        record: Box<dyn FnMut(String, serde_json::Value) + Send>,
     ) -> BoxFuture<'static, ()> {
-        let label = self.label;
-        let recorder = Recorder::new(self.record_limit, move |part: StreamPart| {
-            let summary = match &part.end {
-                Some(_) => format!("{label} (part {}, end)", part.part),
-                None => format!("{label} (part {})", part.part),
-            };
-            record(summary, serde_json::to_value(&part).unwrap_or_default());
-        });
-        Box::pin(relay(client, upstream, Some(masks), recorder))
+        let sink = part_sink(self.label, record);
+        match self.transport {
+            Some(Transport::Spdy) => {
+                let recorder = Recorder::new(self.record_limit, sink).transport("spdy");
+                Box::pin(spdy_relay::relay(
+                    client,
+                    upstream,
+                    SpdyObserver::exec(Some(masks), recorder),
+                ))
+            }
+            _ => {
+                let recorder = Recorder::new(self.record_limit, sink);
+                Box::pin(relay(client, upstream, Some(masks), recorder))
+            }
+        }
     }
 }
 
@@ -359,7 +273,7 @@ where
 }
 
 /// The text masks over a channel message's data (its first byte is the channel).
-fn mask_channel_data(data: Vec<u8>, masks: Option<&CompiledMasks>) -> Vec<u8> {
+pub(super) fn mask_channel_data(data: Vec<u8>, masks: Option<&CompiledMasks>) -> Vec<u8> {
     match masks.and_then(|m| m.text.as_ref().map(|t| (t, m))) {
         Some((t, m)) if data.len() > 1 => {
             let mut out = vec![data[0]];
@@ -374,32 +288,6 @@ fn mask_channel_data(data: Vec<u8>, masks: Option<&CompiledMasks>) -> Vec<u8> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
-
-    #[test]
-    fn the_recording_limit_keeps_timing_and_drops_data() {
-        let parts = Arc::new(Mutex::new(Vec::new()));
-        let sink = {
-            let parts = parts.clone();
-            move |p: StreamPart| parts.lock().unwrap().push(p)
-        };
-        let mut r = Recorder::new(8, sink);
-        r.frame("in", 0, b"ls\n");
-        r.frame("out", 1, b"a b c d e f\n");
-        r.frame("out", 3, br#"{"metadata":{},"status":"Success"}"#);
-        r.finish("upstream", None);
-        let parts = parts.lock().unwrap();
-        assert_eq!(parts.len(), 1);
-        let p = &parts[0];
-        assert_eq!(p.frames[0].channel, "stdin");
-        assert_eq!(p.frames[0].data.as_deref(), Some("ls\n"));
-        assert_eq!(p.frames[1].channel, "stdout");
-        assert_eq!(p.frames[1].data, None);
-        let end = p.end.as_ref().unwrap();
-        assert!(end.truncated);
-        assert_eq!(end.recorded_bytes, 3);
-        assert_eq!((end.frames_in, end.frames_out), (1, 2));
-        assert_eq!(end.status.as_ref().unwrap()["status"], "Success");
-    }
 
     /// A caller and a pod over in-memory pipes: what each sends reaches the
     /// other, masked, and the record holds every frame in order.

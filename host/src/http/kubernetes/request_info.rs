@@ -54,6 +54,13 @@ impl RequestInfo {
             && matches!(self.subresource.as_deref(), Some("exec" | "attach"))
     }
 
+    /// `portforward` on a pod: a tunnel to the pod's ports.
+    pub fn is_port_forward(&self) -> bool {
+        self.is_resource_request
+            && self.resource == "pods"
+            && self.subresource.as_deref() == Some("portforward")
+    }
+
     /// Reads whose answer may carry objects: `get`, `list` and `watch`.
     pub fn is_read(&self) -> bool {
         self.is_resource_request && matches!(self.verb.as_str(), "get" | "list" | "watch")
