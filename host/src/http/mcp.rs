@@ -19,7 +19,6 @@ pub mod jsonrpc;
 pub mod legacy;
 pub mod request;
 pub mod review;
-pub mod sse;
 pub mod stream;
 
 use std::sync::{Arc, OnceLock};

@@ -80,13 +80,8 @@ pub fn stream_error_event(provider: Provider, op: Operation, reason: &str) -> Ve
         ),
     };
     let mut out = Vec::new();
-    super::sse::encode(
-        &super::sse::SseEvent {
-            event: event.map(str::to_string),
-            data: data.to_string(),
-            id: None,
-            retry: None,
-        },
+    crate::http::sse::encode_event(
+        &crate::http::sse::Event::named(event.map(str::to_string), data.to_string()),
         &mut out,
     );
     out

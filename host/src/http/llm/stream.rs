@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use super::errors::stream_error_event;
 use super::request::{Conversation, Operation, Provider, ToolCall};
 use super::response::{Completion, usage};
-use super::sse::{SseEvent, SseParser, encode};
 use crate::http::adapter::{ResponseCx, mask_json_strings};
 use crate::http::body::{BodyTransform, StreamReport};
+use crate::http::sse::{Decoder, Event as SseEvent, Item, encode_event};
 use crate::mask::{CompiledMasks, StreamMasker};
 use crate::policy::chain::{ChainOutcome, Verdict};
 
@@ -120,7 +120,7 @@ impl Channel {
 /// The transform for one streamed response.
 pub struct LlmStream {
     op: Operation,
-    parser: SseParser,
+    decoder: Decoder,
     masks: Arc<CompiledMasks>,
     channels: BTreeMap<Key, Channel>,
     /// OpenAI chat: the fields every chunk repeats.
@@ -144,7 +144,7 @@ impl LlmStream {
     pub fn new(op: Operation, request: Conversation, cx: ResponseCx) -> Self {
         Self {
             op,
-            parser: SseParser::new(MAX_EVENT_BYTES),
+            decoder: Decoder::new(MAX_EVENT_BYTES),
             masks: cx.masks.clone(),
             channels: BTreeMap::new(),
             envelope: None,
@@ -535,13 +535,8 @@ impl LlmStream {
                 }
             };
             let name = self.channels.get(&key).and_then(|c| c.event_name.clone());
-            encode(
-                &SseEvent {
-                    event: name,
-                    data: doc.to_string(),
-                    id: None,
-                    retry: None,
-                },
+            encode_event(
+                &SseEvent::named(name, doc.to_string()),
                 out,
             );
         }
@@ -595,28 +590,46 @@ fn text_at(doc: &Value, pointer: &str) -> String {
 
 fn reframed(ev: &SseEvent, doc: &Value) -> SseEvent {
     SseEvent {
-        event: ev.event.clone(),
         data: doc.to_string(),
-        id: ev.id.clone(),
-        retry: ev.retry,
+        has_data: true,
+        ..ev.clone()
     }
 }
 
 impl LlmStream {
     fn push_events(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let mut events = Vec::new();
-        self.parser
-            .push(chunk, &mut events)
+        let mut items = Vec::new();
+        self.decoder
+            .push(chunk, &mut items)
             .map_err(|e| format!("the upstream's event stream is broken: {e}"))?;
-        for ev in events {
-            self.event(ev, out)?;
+        for item in items {
+            match item {
+                // Keep-alives and blocks without data (an `id:` alone) carry
+                // no text: they pass, unless the final event is held.
+                Item::Comment(_) if self.terminal.is_empty() => {
+                    crate::http::sse::encode(&item, out)
+                }
+                Item::Event(ev) if ev.data.trim().is_empty() => {
+                    if self.terminal.is_empty() {
+                        encode_event(&ev, out);
+                    }
+                }
+                Item::Comment(_) => {}
+                Item::Event(ev) => self.event(ev, out)?,
+                Item::Oversized(head) => {
+                    let head: String = head.chars().take(64).collect();
+                    return Err(format!(
+                        "the upstream sent an event over {MAX_EVENT_BYTES} bytes (starting {head:?}); the stream was stopped"
+                    ));
+                }
+            }
         }
         Ok(())
     }
 }
 
 fn emit(ev: &SseEvent, doc: &Value, out: &mut Vec<u8>) {
-    encode(&reframed(ev, doc), out);
+    encode_event(&reframed(ev, doc), out);
 }
 
 impl BodyTransform for LlmStream {
@@ -630,7 +643,7 @@ impl BodyTransform for LlmStream {
 
     fn finish<'a>(&'a mut self, out: &'a mut Vec<u8>) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let cut = match self.parser.finish() {
+            let cut = match self.decoder.finish() {
                 Err(e) => Some(format!("the upstream's event stream is broken: {e}")),
                 Ok(()) if self.terminal.is_empty() => {
                     Some("the upstream's event stream ended before its final event".into())
@@ -670,7 +683,7 @@ impl BodyTransform for LlmStream {
                 }
             }
             for ev in std::mem::take(&mut self.terminal) {
-                encode(&ev, out);
+                encode_event(&ev, out);
             }
             Ok(())
         })

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use super::jsonrpc::{Message, id_key};
 use super::legacy::{LegacySession, LegacySessions, session_from_endpoint};
 use super::review::{Pending, Refusal, Review, Reviewer};
-use super::sse::{self, Decoder, Event, Item};
 use crate::http::adapter::mask_json_strings;
+use crate::http::sse::{self, Decoder, Event, Item};
 use crate::mask::CompiledMasks;
 
 /// Reviews kept for the audit record of one stream; later ones are counted.
@@ -130,6 +130,12 @@ impl EventStream {
             }
         };
         match event.kind() {
+            // A block without data carries no message: a server's priming
+            // event (an id for resuming) goes on as it is.
+            "message" if event.data.trim().is_empty() => {
+                sse::encode(&Item::Event(event), out);
+                Ok(())
+            }
             "message" => self.message(event, out).await,
             "endpoint" => {
                 self.endpoint(&event);
