@@ -76,8 +76,10 @@ struct Channel {
 }
 
 impl Channel {
-    /// Feeds `text`; returns what may go out.
+    /// Feeds `text`; returns what may go out. A channel flushed earlier
+    /// opens again (its masker starts afresh).
     fn push(&mut self, text: &str) -> String {
+        self.open = true;
         let mut out = Vec::new();
         match self.masker.as_mut() {
             Some(m) => m.push(text.as_bytes(), &mut out),
@@ -133,6 +135,10 @@ pub struct LlmStream {
     /// Strings masked outside of channels.
     masked_fields: u64,
     first_token_ms: Option<u64>,
+    /// Responses: the last `sequence_number` sent, and how far upstream
+    /// numbers move up for the events Gatehouse added.
+    last_seq: Option<u64>,
+    seq_shift: u64,
     request: Conversation,
     cx: ResponseCx,
     decision: Option<ChainOutcome>,
@@ -154,6 +160,8 @@ impl LlmStream {
             events: 0,
             masked_fields: 0,
             first_token_ms: None,
+            last_seq: None,
+            seq_shift: 0,
             request,
             cx,
             decision: None,
@@ -264,6 +272,21 @@ impl LlmStream {
                 }
             }
         }
+        // A choice that moves on to another text (its content to a tool
+        // call, one tool call to the next) is done with the one before:
+        // OpenAI streams them one after the other, and clients close each
+        // when the next begins (the SDK's `tool_calls.function.arguments.done`
+        // fires then), so what the maskers held of it goes out first.
+        let current: Vec<Key> = taken.iter().map(|(k, _, _)| *k).collect();
+        self.flush_where(
+            |k| {
+                !current.contains(&k)
+                    && current
+                        .iter()
+                        .any(|c| c.choice().is_some() && c.choice() == k.choice())
+            },
+            out,
+        );
         // The rest of the event (roles, refusals, ids) is masked in place.
         self.masked_fields += mask_json_strings(doc, &self.masks);
         let mut released = Vec::new();
@@ -431,6 +454,7 @@ impl LlmStream {
             let released = ch.push(&text);
             self.first_token(&released);
             doc["delta"] = Value::String(released);
+            self.renumber(doc);
             emit(ev, doc, out);
             return;
         }
@@ -461,6 +485,7 @@ impl LlmStream {
                     }
                 }
                 self.masked_fields += mask_json_strings(doc, &self.masks);
+                self.renumber(doc);
                 self.terminal.push(reframed(ev, doc));
                 return;
             }
@@ -469,7 +494,33 @@ impl LlmStream {
         // Whole texts (`.done` events, snapshots) are masked in one go,
         // which gives what the deltas gave.
         self.masked_fields += mask_json_strings(doc, &self.masks);
+        self.renumber(doc);
         emit(ev, doc, out);
+    }
+
+    /// Responses events are numbered (`sequence_number`) and clients may
+    /// resume or de-duplicate by it, so the events Gatehouse adds (flushes)
+    /// take the next number and later upstream events move up by as many:
+    /// the numbers stay unique and increasing.
+    fn renumber(&mut self, doc: &mut Value) {
+        let Some(n) = doc.get("sequence_number").and_then(Value::as_u64) else {
+            return;
+        };
+        if let Some(last) = self.last_seq
+            && n + self.seq_shift <= last
+        {
+            self.seq_shift = last + 1 - n;
+        }
+        let out = n + self.seq_shift;
+        doc["sequence_number"] = json!(out);
+        self.last_seq = Some(out);
+    }
+
+    /// The number of an event Gatehouse adds to a responses stream.
+    fn next_added_seq(&mut self) -> u64 {
+        let n = self.last_seq.map_or(0, |l| l + 1);
+        self.last_seq = Some(n);
+        n
     }
 
     fn channel(
@@ -531,14 +582,18 @@ impl LlmStream {
                     if let Some(slot) = doc.pointer_mut(ch.field) {
                         *slot = Value::String(text);
                     }
+                    // The template's log probabilities were its own delta's.
+                    if let Some(l) = doc.get_mut("logprobs") {
+                        *l = json!([]);
+                    }
+                    if doc.get("sequence_number").is_some() {
+                        doc["sequence_number"] = json!(self.next_added_seq());
+                    }
                     doc
                 }
             };
             let name = self.channels.get(&key).and_then(|c| c.event_name.clone());
-            encode_event(
-                &SseEvent::named(name, doc.to_string()),
-                out,
-            );
+            encode_event(&SseEvent::named(name, doc.to_string()), out);
         }
     }
 
@@ -691,7 +746,8 @@ impl BodyTransform for LlmStream {
 
     fn failure(&mut self, reason: &str) -> Vec<u8> {
         self.error = Some(reason.to_string());
-        stream_error_event(self.provider(), self.op, reason)
+        let sequence = (self.op == Operation::Responses).then(|| self.next_added_seq());
+        stream_error_event(self.provider(), self.op, reason, sequence)
     }
 
     fn masked(&self) -> u64 {
