@@ -1,10 +1,12 @@
 //! MCP through Gatehouse, with the official Python SDK's client and a server
 //! built with the SDK (FastMCP), over streamable HTTP (event-stream and JSON
 //! answers) and the legacy HTTP+SSE transport: tool calls allowed, denied,
-//! held for approval and masked; `tools/list` filtered; and the failure
-//! paths: malformed JSON-RPC, batches, bodies over the limit, answers over
-//! the limit, truncated and malformed event streams, sessions that are not
-//! the caller's.
+//! held for approval and masked; `tools/list` filtered; a call of a tool
+//! Gatehouse never saw listed (no listing, a restart) decided with what the
+//! server says when Gatehouse asks it; and the failure paths: malformed
+//! JSON-RPC, batches, bodies over the limit, answers over the limit,
+//! truncated and malformed event streams, sessions that are not the
+//! caller's, a server that does not answer Gatehouse's own listing.
 
 use std::time::Duration;
 
@@ -406,19 +408,8 @@ async fn bad_requests_get_json_rpc_errors_and_the_gateway_keeps_serving() {
         "{body}"
     );
 
-    // Still serving. A tool nobody listed through Gatehouse yet is refused
-    // (mcp-guard's `unknown_tools`), and callable once listed.
+    // Still serving.
     let client = McpClient::new(&gh.url("tools", ""), &agent);
-    let out = client
-        .run(
-            Transport::Streamable,
-            json!([["call", "echo", {"text": "unlisted"}]]),
-        )
-        .await;
-    let message = out["steps"][0]["error"]["message"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(message.contains("list the tools"), "{out}");
     let out = client
         .run(
             Transport::Streamable,
@@ -581,4 +572,410 @@ async fn answers_over_the_limit_are_refused() {
         );
         assert_eq!(texts(&steps[2]).len(), 1000, "{transport:?}: {out}");
     }
+}
+
+/// The records of `tools/call`s of `tool`, oldest first, once at least
+/// `n` have landed (records are written behind the data path).
+async fn calls_of(gh: &Gatehouse, tool: &str, n: usize) -> Vec<(String, Value)> {
+    for _ in 0..100 {
+        let calls: Vec<(String, Value)> = events(gh, "http.exchange")
+            .into_iter()
+            .filter(|(_, _, d)| d["mcp"]["request"]["tool"] == tool)
+            .map(|(verdict, _, d)| (verdict, d))
+            .collect();
+        if calls.len() >= n {
+            return calls;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} records of {tool} calls");
+}
+
+#[tokio::test]
+async fn a_call_without_a_listing_is_decided_with_what_the_server_says() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "");
+    let agent = gh.create_key("mcp-agent", &["agents"]);
+    let olga = gh.create_person_key("olga", &["ops"]);
+    for transport in Transport::ALL {
+        // No tools/list in this session, nor before it on this gateway for
+        // `echo` on the first round: Gatehouse asks the server itself.
+        let client = McpClient::new(&gh.url("tools", ""), &agent);
+        let out = client
+            .run(
+                transport,
+                json!([["call", "echo", {"text": "unlisted"}], ["call", "admin_reset", {}]]),
+            )
+            .await;
+        assert_eq!(texts(&out["steps"][0]), "unlisted", "{transport:?}: {out}");
+        // What the caller may not call stays refused.
+        assert_eq!(
+            out["steps"][1]["error"]["code"], -32001,
+            "{transport:?}: {out}"
+        );
+    }
+    let echo = calls_of(&gh, "echo", 3).await;
+    assert_eq!(echo.len(), 3, "{echo:?}");
+    let (verdict, first) = &echo[0];
+    assert_eq!(verdict, "allow");
+    let lookup = &first["mcp"]["request"]["catalog_lookup"];
+    assert_eq!(lookup["found"], true, "{first}");
+    assert!(lookup["tools"].as_u64() >= Some(7), "{first}");
+    assert_eq!(lookup["pages"], 1, "{first}");
+    assert!(lookup["error"].is_null(), "{first}");
+    assert_eq!(
+        first["mcp"]["request"]["tool_info"],
+        json!({"destructive": false, "read_only": true}),
+        "{first}"
+    );
+    // Known from then on: the later calls do not ask again.
+    for (_, d) in &echo[1..] {
+        assert!(d["mcp"]["request"]["catalog_lookup"].is_null(), "{d}");
+        assert_eq!(d["mcp"]["request"]["tool_info"]["read_only"], true, "{d}");
+    }
+
+    // A destructive tool the gateway never saw listed is held for approval
+    // as the server's annotation says (not refused as unknown), on the
+    // legacy transport too, where Gatehouse's own answer comes on the
+    // client's event stream and is taken off it.
+    let gh2 = gateway(&server.url(), "");
+    let agent = gh2.create_key("mcp-agent", &["agents"]);
+    let olga2 = gh2.create_person_key("olga", &["ops"]);
+    drop(olga);
+    let client = McpClient::new(&gh2.url("tools", ""), &agent);
+    let call = tokio::spawn(async move {
+        client
+            .run(
+                Transport::Sse,
+                json!([["call", "delete_records", {"table": "users"}], ["call", "echo", {"text": "after"}]]),
+            )
+            .await
+    });
+    let approval = waiting_approval(&gh2, &olga2).await;
+    assert_eq!(
+        approval["request"]["mcp"]["tool"], "delete_records",
+        "{approval}"
+    );
+    assert_eq!(
+        approval["request"]["mcp"]["catalog_lookup"]["found"], true,
+        "{approval}"
+    );
+    decide(&gh2, &olga2, approval["id"].as_str().unwrap(), "deny").await;
+    let out = call.await.unwrap();
+    assert_eq!(
+        out["steps"][0]["error"]["data"]["gatehouse"]["code"], "approval_denied",
+        "{out}"
+    );
+    assert_eq!(texts(&out["steps"][1]), "after", "{out}");
+}
+
+/// Reads a legacy event stream until `needle` shows up; returns all read.
+async fn read_until(resp: &mut reqwest::Response, seen: &mut String, needle: &str) {
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in {seen}"))
+            .unwrap()
+            .expect("more of the stream");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn gatehouse_own_listing_never_reaches_a_legacy_client() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "");
+    let key = gh.create_key("mcp-agent", &["agents"]);
+    let mut stream = gatehouse_tests::http_client()
+        .get(gh.url("tools", "/sse"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "session_id=").await;
+    let endpoint = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let send = |body: Value| {
+        let (gh, key, endpoint) = (&gh, &key, &endpoint);
+        async move {
+            let resp = gatehouse_tests::http_client()
+                .post(gh.url("tools", endpoint))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+        }
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}}),
+    )
+    .await;
+    read_until(&mut stream, &mut seen, "\"id\":1").await;
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "raw"}}}))
+    .await;
+    read_until(&mut stream, &mut seen, "\"id\":2").await;
+    assert!(seen.contains("\"text\":\"raw\""), "{seen}");
+    // The answer to Gatehouse's own tools/list went by on this stream and
+    // was taken off it.
+    assert!(!seen.contains("gatehouse-tools-list"), "{seen}");
+    assert!(!seen.contains("lookup_customer"), "{seen}");
+    let (_, d) = calls_of(&gh, "echo", 1).await.pop().expect("the record");
+    assert_eq!(d["mcp"]["request"]["catalog_lookup"]["found"], true, "{d}");
+    assert_eq!(d["mcp"]["request"]["transport"], "sse", "{d}");
+}
+
+/// A streamable HTTP session driven by hand, so it can outlive a gateway.
+struct RawSession {
+    base: String,
+    key: String,
+    session: String,
+    next_id: u64,
+}
+
+impl RawSession {
+    async fn post(&mut self, body: Value) -> reqwest::Response {
+        let mut req = gatehouse_tests::http_client()
+            .post(format!("{}/json/mcp", self.base))
+            .bearer_auth(&self.key)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if !self.session.is_empty() {
+            req = req
+                .header("mcp-session-id", &self.session)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn open(base: String, key: String) -> RawSession {
+        let mut s = RawSession {
+            base,
+            key,
+            session: String::new(),
+            next_id: 1,
+        };
+        let resp = s
+            .post(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"}}}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        s.session = resp.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let resp = s
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(resp.status(), 202);
+        s
+    }
+
+    async fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let resp = self
+            .post(json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}))
+            .await;
+        resp.json().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn after_a_restart_the_gateway_asks_the_server_for_the_tools() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "");
+    let key = gh.create_key("mcp-agent", &["agents"]);
+    let mut session = RawSession::open(gh.url("tools", ""), key).await;
+    let listed = session.request("tools/list", json!({})).await;
+    assert!(listed["result"]["tools"].is_array(), "{listed}");
+
+    // The catalogue lived in the old process; the session lives on at the
+    // server.
+    let gh = gh.restart();
+    session.base = gh.url("tools", "");
+    let answer = session
+        .request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "again"}}),
+        )
+        .await;
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        "again",
+        "{answer}\n{}",
+        gh.log()
+    );
+    let (verdict, d) = calls_of(&gh, "echo", 1)
+        .await
+        .pop()
+        .expect("the call's record");
+    assert_eq!(verdict, "allow");
+    assert_eq!(d["mcp"]["request"]["catalog_lookup"]["found"], true, "{d}");
+    assert_eq!(d["mcp"]["request"]["session"], session.session.as_str());
+    // A tool the server does not have: asked for, not found, refused as
+    // unknown (mcp-guard's `unknown_tools`), and the next call of it within
+    // the quiet period does not ask again.
+    // (The lookup for `echo` just now listed every tool: past its quiet
+    // period, a call of another unknown tool asks again.)
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for _ in 0..2 {
+        let answer = session
+            .request(
+                "tools/call",
+                json!({"name": "lookup_nothing", "arguments": {}}),
+            )
+            .await;
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("list the tools"),
+            "{answer}"
+        );
+    }
+    let missing = calls_of(&gh, "lookup_nothing", 2).await;
+    assert_eq!(missing.len(), 2);
+    assert_eq!(
+        missing[0].1["mcp"]["request"]["catalog_lookup"]["found"],
+        false
+    );
+    assert!(
+        missing[1].1["mcp"]["request"]["catalog_lookup"]["skipped"].is_string(),
+        "{}",
+        missing[1].1
+    );
+}
+
+/// A server that answers `tools/call` with a JSON result, and a
+/// `tools/list` as `list` says: never (`None`), or with this body (`{ID}`
+/// replaced by the request's id).
+async fn catalog_server(list: Option<&'static str>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                while !String::from_utf8_lossy(&got).ends_with('}') {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&got).to_string();
+                let request: Value = text
+                    .split_once("\r\n\r\n")
+                    .and_then(|(_, body)| serde_json::from_str(body).ok())
+                    .unwrap_or(Value::Null);
+                let body = if text.contains("\"tools/list\"") {
+                    match list {
+                        Some(body) => body.replace("{ID}", &request["id"].to_string()),
+                        None => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            return;
+                        }
+                    }
+                } else {
+                    r#"{"jsonrpc":"2.0","id":5,"result":{"content":[{"type":"text","text":"called"}]}}"#
+                        .to_string()
+                };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(answer.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_lookup_that_fails_is_bounded_noted_and_the_policy_still_decides() {
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "x"}}})
+    .to_string();
+    for (list, says) in [
+        (None, "did not answer tools/list within 1000 ms"),
+        (
+            Some(r#"{"jsonrpc":"2.0","id":"x","result":{"tools":[]}}"#),
+            "it answers another request",
+        ),
+        (Some("<html>busy</html>"), "not a JSON-RPC answer"),
+        (
+            Some(r#"{"jsonrpc":"2.0","id":{ID},"result":{"tools":[{"name":"other"}]}}"#),
+            "",
+        ),
+    ] {
+        let upstream = catalog_server(list).await;
+        let gh = gateway(&upstream, "upstream_timeout_ms = 1000");
+        let key = gh.create_key("mcp-agent", &["agents"]);
+        let started = std::time::Instant::now();
+        let (status, body) = post(&gh, &key, "/mcp", call.clone().into_bytes()).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "{says}");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["id"], 5, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("list the tools"),
+            "{says}: {body}"
+        );
+        let (verdict, d) = calls_of(&gh, "echo", 1).await.pop().expect("the record");
+        assert_eq!(verdict, "deny");
+        let lookup = &d["mcp"]["request"]["catalog_lookup"];
+        if says.is_empty() {
+            // Answered, without the tool.
+            assert_eq!(lookup["found"], false, "{d}");
+            assert_eq!(lookup["tools"], 1, "{d}");
+        } else {
+            let error = lookup["error"].as_str().unwrap_or_default();
+            assert!(error.contains(says), "{says}: {d}");
+        }
+    }
+    // A server that refuses the listing: its own error is noted, and with
+    // `unknown_tools = "allow"` the call goes on.
+    let upstream = catalog_server(Some(
+        r#"{"jsonrpc":"2.0","id":{ID},"error":{"code":-32601,"message":"no tools here"}}"#,
+    ))
+    .await;
+    let gh = GatehouseBuilder::new()
+        .policy(
+            "guard",
+            "mcp-guard",
+            Some(json!({"unknown_tools": "allow"})),
+        )
+        .config(&mcp_connection(&upstream, ""))
+        .start();
+    let key = gh.create_key("mcp-agent", &["agents"]);
+    let (_, body) = post(&gh, &key, "/mcp", call.into_bytes()).await;
+    assert_eq!(body["result"]["content"][0]["text"], "called", "{body}");
+    let (verdict, d) = calls_of(&gh, "echo", 1).await.pop().expect("the record");
+    assert_eq!(verdict, "allow");
+    assert!(
+        d["mcp"]["request"]["catalog_lookup"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the server refused tools/list: no tools here"),
+        "{d}"
+    );
 }

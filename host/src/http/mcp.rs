@@ -4,8 +4,11 @@
 //!
 //! - Request phase: a POST body is one JSON-RPC message, read whole (up to
 //!   `body_limit_bytes`); requests go to the `mcp` hook's `on-request`. A
-//!   refusal is a JSON-RPC error for the request's id: in the POST's answer
-//!   (streamable HTTP) or on the session's event stream (legacy).
+//!   `tools/call` of a tool the catalogue does not know first makes
+//!   Gatehouse ask the server for its tools on the caller's session
+//!   ([`lookup`]). A refusal is a JSON-RPC error for the request's id: in
+//!   the POST's answer (streamable HTTP) or on the session's event stream
+//!   (legacy).
 //! - Response phase: answers are matched to requests by id, `tools/list`
 //!   results are filtered by `filter-tools`, every result goes through
 //!   `on-result`, and the masks of both phases apply to it, field by field.
@@ -17,6 +20,7 @@
 pub mod catalog;
 pub mod jsonrpc;
 pub mod legacy;
+pub mod lookup;
 pub mod request;
 pub mod review;
 pub mod stream;
@@ -29,8 +33,8 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::adapter::{
-    AdapterError, AdapterExchange, BufferedResponse, ChainHook, Finished, ProtocolAdapter, Refuser,
-    RequestView, ResponseCx, ResponsePlan,
+    AdapterError, AdapterExchange, BufferedResponse, ChainHook, Finished, PrepareCx,
+    ProtocolAdapter, Refuser, RequestView, ResponseCx, ResponsePlan,
 };
 use super::body::{BodyTransform, StreamReport};
 use super::errors::ProxyError;
@@ -87,6 +91,8 @@ impl ProtocolAdapter for McpAdapter {
             legacy: None,
             ctx: Arc::new(OnceLock::new()),
             request_masks: None,
+            session_target: None,
+            lookup: None,
         };
         if req.parts.method != Method::POST {
             return Ok(Some(Box::new(exchange)));
@@ -103,6 +109,29 @@ impl ProtocolAdapter for McpAdapter {
         });
         exchange.request =
             request::policy_request(&message, session_id.as_deref(), &self.catalog).map(Arc::new);
+        if exchange
+            .request
+            .as_ref()
+            .is_some_and(|r| r.method == "tools/call" && r.tool.is_some() && r.tool_info.is_none())
+        {
+            // Where to ask for the tools, should the call need it.
+            let headers = ["mcp-session-id", "mcp-protocol-version"]
+                .into_iter()
+                .filter_map(|name| {
+                    let value = req.parts.headers.get(name)?.clone();
+                    Some((http::HeaderName::from_static(name), value))
+                })
+                .collect();
+            exchange.session_target = Some(lookup::SessionTarget {
+                path_and_query: req
+                    .parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| "/".to_string(), |p| p.to_string()),
+                headers,
+                legacy: None,
+            });
+        }
         exchange.message = Some(message);
         exchange.legacy = legacy;
         Ok(Some(Box::new(exchange)))
@@ -150,6 +179,11 @@ struct McpExchange {
     ctx: Arc<OnceLock<Arc<wit::Context>>>,
     /// The request phase's masks, once it allowed the request.
     request_masks: Option<Arc<CompiledMasks>>,
+    /// For a `tools/call` of a tool the catalogue does not know: the
+    /// caller's session, where Gatehouse asks for the tools.
+    session_target: Option<lookup::SessionTarget>,
+    /// What asking for the tools gave, for the record.
+    lookup: Option<Value>,
 }
 
 impl McpExchange {
@@ -187,6 +221,57 @@ impl McpExchange {
 }
 
 impl AdapterExchange for McpExchange {
+    /// A `tools/call` of a tool the catalogue does not know: ask the server
+    /// for its tools on the caller's session first, so the policy sees what
+    /// the server says about the tool.
+    fn prepare<'a>(&'a mut self, cx: PrepareCx) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let (Some(mut target), Some(request)) =
+                (self.session_target.take(), self.request.clone())
+            else {
+                return;
+            };
+            let Some(tool) = request.tool.clone() else {
+                return;
+            };
+            let session = request.mcp_session_id.clone().unwrap_or_default();
+            let now = std::time::Instant::now();
+            if !self.catalog.may_look_up(&session, now) {
+                self.lookup = Some(json!({
+                    "skipped": format!(
+                        "the tools were asked for on this session less than {} ms ago",
+                        catalog::LOOKUP_QUIET.as_millis()
+                    ),
+                }));
+                return;
+            }
+            if let Some(id) = &self.legacy {
+                match self.sessions.get(id, &owner_key(&cx.ctx)) {
+                    Ok(s) => target.legacy = Some(s),
+                    Err(e) => {
+                        self.lookup = Some(json!({ "error": e.to_string() }));
+                        return;
+                    }
+                }
+            }
+            let done = lookup::list_tools(
+                &cx.upstream,
+                &target,
+                &self.catalog,
+                &tool,
+                self.answer_limit,
+            )
+            .await;
+            self.catalog.looked_up(&session, std::time::Instant::now());
+            if let Some(info) = self.catalog.get(&tool) {
+                let mut seen = (*request).clone();
+                seen.tool_info = Some(info);
+                self.request = Some(Arc::new(seen));
+            }
+            self.lookup = Some(json!(done));
+        })
+    }
+
     fn request_hook(&self, ctx: Arc<wit::Context>) -> ChainHook {
         let _ = self.ctx.set(ctx.clone());
         match self.request.clone() {
@@ -223,6 +308,7 @@ impl AdapterExchange for McpExchange {
                 })),
                 "session": r.mcp_session_id,
                 "transport": if self.legacy.is_some() { "sse" } else { "streamable-http" },
+                "catalog_lookup": self.lookup,
             }),
             (Some(Message::Notification { method, .. }), None) => {
                 json!({ "notification": method })

@@ -194,6 +194,21 @@ impl EventStream {
         let message = Message::parse(event.data.as_bytes())
             .map_err(|e| format!("the server sent an event that is not a JSON-RPC message: {e}"))?;
         let key = message.id().map(id_key);
+        // An answer to a request Gatehouse sent itself into a legacy
+        // session (a tools/list of its own) is its own, not the client's.
+        let message = match (&message, &self.answers, key.as_deref()) {
+            (
+                Message::Response { .. } | Message::Error { .. },
+                Answers::Legacy {
+                    session: Some(s), ..
+                },
+                Some(k),
+            ) => match s.own_answer(k, message) {
+                Some(m) => m,
+                None => return Ok(()),
+            },
+            _ => message,
+        };
         let answer_to = match (&message, &mut self.answers) {
             (Message::Response { .. } | Message::Error { .. }, Answers::One(p)) => {
                 if p.as_ref().map(|p| id_key(&p.id)) == key {
