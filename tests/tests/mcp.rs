@@ -1,7 +1,9 @@
 //! MCP through Gatehouse, with the official Python SDK's client and a server
 //! built with the SDK (FastMCP), over streamable HTTP (event-stream and JSON
 //! answers) and the legacy HTTP+SSE transport: tool calls allowed, denied,
-//! held for approval and masked; `tools/list` filtered; a call of a tool
+//! held for approval and masked; `tools/list` filtered, and resources,
+//! resource templates and prompts listed and read only as a policy lets
+//! each caller (`mcp-listing.filter`); a call of a tool
 //! Gatehouse never saw listed (no listing, a restart) decided with what the
 //! server says when Gatehouse asks it; and the failure paths: malformed
 //! JSON-RPC, batches, bodies over the limit, answers over the limit,
@@ -18,7 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Agents may call the read-only tools and `delete_records` (destructive,
 /// so held for `ops`); `run_shell` is denied outright; `admin_reset` is not
-/// theirs, so they do not see it. Results are masked.
+/// theirs, so they do not see it. Results are masked. Agents see and read
+/// the app's configuration and the public documents, and get the greeting
+/// prompt; ops see everything.
 fn guard() -> Value {
     json!({
         "groups": {
@@ -27,7 +31,12 @@ fn guard() -> Value {
             "ops": {"allow": ["*"], "deny": ["run_shell"]}
         },
         "approve_destructive": {"approver_groups": ["ops"], "timeout_secs": 60},
-        "mask_results": [{"detector": "email"}, {"detector": "credit-card"}]
+        "mask_results": [{"detector": "email"}, {"detector": "credit-card"}],
+        "resources": {"groups": {
+            "agents": {"allow": ["config://app", "docs://*"], "deny": ["docs://private/*"]},
+            "ops": {"allow": ["*"]}
+        }},
+        "prompts": {"groups": {"agents": {"allow": ["greeting"]}, "ops": {"allow": ["*"]}}}
     })
 }
 
@@ -978,4 +987,143 @@ async fn a_lookup_that_fails_is_bounded_noted_and_the_policy_still_decides() {
             .contains("the server refused tools/list: no tools here"),
         "{d}"
     );
+}
+
+/// The ids in a listing step: `key` is the list, `field` the id.
+fn ids(step: &Value, key: &str, field: &str) -> Vec<String> {
+    step["ok"][key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key}: {step}"))
+        .iter()
+        .map(|x| x[field].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn hidden_error(step: &Value, what: &str) {
+    let e = &step["error"];
+    assert_eq!(e["code"], -32001, "{step}");
+    assert_eq!(
+        e["message"],
+        format!("denied by policy guard: the {what} is hidden from you"),
+        "{step}"
+    );
+    assert_eq!(e["data"]["gatehouse"]["code"], "policy_denied", "{step}");
+}
+
+#[tokio::test]
+async fn resources_and_prompts_are_listed_and_read_only_as_the_policy_lets_each_caller() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "");
+    let agent = gh.create_key("mcp-agent", &["agents"]);
+    let ops = gh.create_key("ops-agent", &["ops"]);
+    let steps = json!([
+        ["list_resources"],
+        ["list_templates"],
+        ["list_prompts"],
+        ["read", "config://app"],
+        ["read", "config://secrets"],
+        ["read", "docs://intro"],
+        ["read", "docs://private/plan"],
+        ["prompt", "greeting", {"name": "Bo"}],
+        ["prompt", "admin_briefing", {}]
+    ]);
+    for transport in Transport::ALL {
+        let out = McpClient::new(&gh.url("tools", ""), &agent)
+            .run(transport, steps.clone())
+            .await;
+        let s = out["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{transport:?}: {out}"));
+        assert_eq!(
+            ids(&s[0], "resources", "uri"),
+            ["config://app"],
+            "{transport:?}"
+        );
+        assert_eq!(
+            ids(&s[1], "templates", "uriTemplate"),
+            ["docs://{name}"],
+            "{transport:?}"
+        );
+        assert_eq!(ids(&s[2], "prompts", "name"), ["greeting"], "{transport:?}");
+        let app = s[3]["ok"]["contents"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(app.contains("mode=production"), "{transport:?}: {}", s[3]);
+        hidden_error(&s[4], "resource config://secrets");
+        assert_eq!(
+            s[5]["ok"]["contents"][0]["text"], "document intro",
+            "{transport:?}: {}",
+            s[5]
+        );
+        hidden_error(&s[6], "resource docs://private/plan");
+        assert_eq!(
+            s[7]["ok"]["messages"][0]["content"]["text"], "Say hello to Bo.",
+            "{transport:?}"
+        );
+        hidden_error(&s[8], "prompt admin_briefing");
+        assert!(!out.to_string().contains("k-123"), "{transport:?}: {out}");
+    }
+
+    // Ops see and read everything.
+    let out = McpClient::new(&gh.url("tools", ""), &ops)
+        .run(Transport::Streamable, steps)
+        .await;
+    let s = &out["steps"];
+    assert_eq!(
+        ids(&s[0], "resources", "uri"),
+        ["config://app", "config://secrets"],
+        "{out}"
+    );
+    assert_eq!(ids(&s[1], "templates", "uriTemplate").len(), 2, "{out}");
+    assert_eq!(ids(&s[2], "prompts", "name").len(), 2, "{out}");
+    assert_eq!(s[4]["ok"]["contents"][0]["text"], "api_key=k-123", "{out}");
+    assert_eq!(
+        s[8]["ok"]["messages"][0]["content"]["text"], "Brief the operators on the incident.",
+        "{out}"
+    );
+
+    // The records: what each listing hid, and why each read was refused.
+    let mut hidden = vec![];
+    let mut refused = vec![];
+    for _ in 0..100 {
+        let recorded = events(&gh, "http.exchange");
+        hidden = recorded
+            .iter()
+            .flat_map(|(_, _, d)| {
+                d["mcp"]["response"]["answers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .flat_map(|a| a["hidden_entries"].as_array().cloned().unwrap_or_default())
+            .collect();
+        refused = recorded
+            .iter()
+            .filter(|(v, _, d)| v == "deny" && d["mcp"]["request"]["target"].is_string())
+            .map(|(_, _, d)| d.clone())
+            .collect();
+        if refused.len() >= 9 && hidden.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Streamable HTTP answers are recorded with their POSTs; legacy ones
+    // with the session's GET stream, once it ends.
+    for id in [
+        "config://secrets",
+        "docs://private/{name}",
+        "admin_briefing",
+    ] {
+        assert_eq!(
+            hidden.iter().filter(|h| *h == id).count(),
+            2,
+            "{id}: {hidden:?}"
+        );
+    }
+    assert_eq!(refused.len(), 9, "{refused:?}");
+    for d in &refused {
+        let decision = &d["decisions"]["protocol_request"];
+        assert_eq!(decision["verdict"], "deny", "{d}");
+        assert!(decision.to_string().contains("mcp-listing.filter"), "{d}");
+    }
 }

@@ -10,9 +10,11 @@
 //!   the POST's answer (streamable HTTP) or on the session's event stream
 //!   (legacy).
 //! - Response phase: answers are matched to requests by id, `tools/list`
-//!   results are filtered by `filter-tools`, every result goes through
-//!   `on-result`, and the masks of both phases apply to it, field by field.
-//!   Streams are reviewed event by event ([`stream`]).
+//!   results are filtered by `filter-tools` and resource, template and
+//!   prompt listings by `mcp-listing.filter` (whose verdict on the one
+//!   entry a read or `prompts/get` names also decides that request), every
+//!   result goes through `on-result`, and the masks of both phases apply to
+//!   it, field by field. Streams are reviewed event by event ([`stream`]).
 //!
 //! Batches are refused (MCP 2025-06-18 has none; each member would need its
 //! own decision before any of it may pass).
@@ -20,6 +22,7 @@
 pub mod catalog;
 pub mod jsonrpc;
 pub mod legacy;
+pub mod listing;
 pub mod lookup;
 pub mod request;
 pub mod review;
@@ -50,6 +53,7 @@ use stream::{Answers, EventStream, write_message};
 /// The MCP adapter of one connection.
 pub struct McpAdapter {
     catalog: Arc<ToolCatalog>,
+    entries: Arc<listing::EntryCatalog>,
     sessions: Arc<LegacySessions>,
     /// The largest server answer (one JSON body or one event) read whole.
     answer_limit: usize,
@@ -59,6 +63,7 @@ impl McpAdapter {
     pub fn new(answer_limit: usize) -> McpAdapter {
         McpAdapter {
             catalog: Arc::default(),
+            entries: Arc::default(),
             sessions: Arc::default(),
             answer_limit,
         }
@@ -84,6 +89,7 @@ impl ProtocolAdapter for McpAdapter {
     ) -> Result<Option<Box<dyn AdapterExchange>>, AdapterError> {
         let mut exchange = McpExchange {
             catalog: self.catalog.clone(),
+            entries: self.entries.clone(),
             sessions: self.sessions.clone(),
             answer_limit: self.answer_limit,
             message: None,
@@ -167,6 +173,7 @@ fn owner_key(ctx: &wit::Context) -> String {
 
 struct McpExchange {
     catalog: Arc<ToolCatalog>,
+    entries: Arc<listing::EntryCatalog>,
     sessions: Arc<LegacySessions>,
     answer_limit: usize,
     /// The POSTed message; `None` for GET and DELETE.
@@ -202,6 +209,7 @@ impl McpExchange {
             chain: cx.chain.clone(),
             compiler: cx.compiler.clone(),
             catalog: self.catalog.clone(),
+            entries: self.entries.clone(),
         }
     }
 
@@ -272,12 +280,26 @@ impl AdapterExchange for McpExchange {
         })
     }
 
+    /// `on-request`; for a request that names a resource or prompt, first
+    /// the policy's `mcp-listing.filter` on that one entry: hidden from the
+    /// caller, it is denied, as the listing would not have shown it.
     fn request_hook(&self, ctx: Arc<wit::Context>) -> ChainHook {
         let _ = self.ctx.set(ctx.clone());
-        match self.request.clone() {
-            Some(req) => Arc::new(move |p| p.mcp_on_request(&ctx, &req)),
-            None => Arc::new(|_| None),
-        }
+        let Some(req) = self.request.clone() else {
+            return Arc::new(|_| None);
+        };
+        let Some(entry) = listing::named_by(&req, &self.entries) else {
+            return Arc::new(move |p| p.mcp_on_request(&ctx, &req));
+        };
+        Arc::new(
+            move |p| match p.mcp_listing_filter(&ctx, std::slice::from_ref(&entry)) {
+                Some(Ok(hidden)) if hidden.contains(&entry.id) => {
+                    Some(Ok(listing::hidden_decision(&entry)))
+                }
+                Some(Err(failure)) => Some(Err(failure)),
+                _ => p.mcp_on_request(&ctx, &req),
+            },
+        )
     }
 
     /// The arguments go to the tool as the client sent them: request-phase
