@@ -511,8 +511,9 @@ mod tests {
             for (i, (item, n)) in out.iter().zip(&sizes).enumerate() {
                 let len = i.to_string().len() + n;
                 match item {
-                    Item::Event(e) => prop_assert!(len <= limit - 1 && e.data.len() == len),
-                    Item::Oversized(head) => prop_assert!(len > limit - 1 && head.len() <= OVERSIZED_HEAD),
+                    // Data and its joining LF fit in `limit`.
+                    Item::Event(e) => prop_assert!(len < limit && e.data.len() == len),
+                    Item::Oversized(head) => prop_assert!(len >= limit && head.len() <= OVERSIZED_HEAD),
                     Item::Comment(_) => prop_assert!(false),
                 }
             }
