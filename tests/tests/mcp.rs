@@ -837,9 +837,6 @@ async fn after_a_restart_the_gateway_asks_the_server_for_the_tools() {
     // A tool the server does not have: asked for, not found, refused as
     // unknown (mcp-guard's `unknown_tools`), and the next call of it within
     // the quiet period does not ask again.
-    // (The lookup for `echo` just now listed every tool: past its quiet
-    // period, a call of another unknown tool asks again.)
-    tokio::time::sleep(Duration::from_millis(2100)).await;
     for _ in 0..2 {
         let answer = session
             .request(

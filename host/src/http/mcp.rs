@@ -213,6 +213,29 @@ impl McpExchange {
         }
     }
 
+    /// The request as described to approvers and the record, before what
+    /// a lookup added.
+    fn described(&self) -> Value {
+        match (&self.message, &self.request) {
+            (_, Some(r)) => json!({
+                "method": r.method,
+                "id": self.message.as_ref().and_then(Message::id),
+                "tool": r.tool,
+                "target": r.target,
+                "tool_info": r.tool_info.as_ref().map(|t| json!({
+                    "destructive": t.destructive, "read_only": t.read_only,
+                })),
+                "session": r.mcp_session_id,
+                "transport": if self.legacy.is_some() { "sse" } else { "streamable-http" },
+            }),
+            (Some(Message::Notification { method, .. }), None) => {
+                json!({ "notification": method })
+            }
+            (Some(m), None) => json!({ "answer_to": m.id() }),
+            (None, None) => json!({ "stream": true }),
+        }
+    }
+
     fn pending(&self, masks: Arc<CompiledMasks>) -> Option<Pending> {
         let (Some(Message::Request { id, .. }), Some(request), Some(ctx)) =
             (&self.message, &self.request, self.ctx.get())
@@ -247,7 +270,7 @@ impl AdapterExchange for McpExchange {
             if !self.catalog.may_look_up(&session, now) {
                 self.lookup = Some(json!({
                     "skipped": format!(
-                        "the tools were asked for on this session less than {} ms ago",
+                        "a lookup on this session came back without its tool less than {} ms ago",
                         catalog::LOOKUP_QUIET.as_millis()
                     ),
                 }));
@@ -270,7 +293,11 @@ impl AdapterExchange for McpExchange {
                 self.answer_limit,
             )
             .await;
-            self.catalog.looked_up(&session, std::time::Instant::now());
+            // A lookup that found the tool needs no quiet period: another
+            // unknown tool may be on a page it did not read.
+            if !done.found {
+                self.catalog.looked_up(&session, std::time::Instant::now());
+            }
             if let Some(info) = self.catalog.get(&tool) {
                 let mut seen = (*request).clone();
                 seen.tool_info = Some(info);
@@ -319,25 +346,11 @@ impl AdapterExchange for McpExchange {
     }
 
     fn describe(&self) -> Value {
-        match (&self.message, &self.request) {
-            (_, Some(r)) => json!({
-                "method": r.method,
-                "id": self.message.as_ref().and_then(Message::id),
-                "tool": r.tool,
-                "target": r.target,
-                "tool_info": r.tool_info.as_ref().map(|t| json!({
-                    "destructive": t.destructive, "read_only": t.read_only,
-                })),
-                "session": r.mcp_session_id,
-                "transport": if self.legacy.is_some() { "sse" } else { "streamable-http" },
-                "catalog_lookup": self.lookup,
-            }),
-            (Some(Message::Notification { method, .. }), None) => {
-                json!({ "notification": method })
-            }
-            (Some(m), None) => json!({ "answer_to": m.id() }),
-            (None, None) => json!({ "stream": true }),
+        let mut described = self.described();
+        if let (Some(lookup), Some(d)) = (&self.lookup, described.as_object_mut()) {
+            d.insert("catalog_lookup".into(), lookup.clone());
         }
+        described
     }
 
     fn response(

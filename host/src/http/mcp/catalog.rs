@@ -24,7 +24,8 @@ pub const LOOKUP_QUIET: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub struct ToolCatalog {
     tools: RwLock<HashMap<String, ToolInfo>>,
-    /// When a lookup on each session (by its id, `""` for none) last ended.
+    /// When a lookup on each session (by its id, `""` for none) last came
+    /// back without its tool.
     lookups: Mutex<HashMap<String, Instant>>,
 }
 
@@ -63,7 +64,7 @@ impl ToolCatalog {
             .is_none_or(|at| now.duration_since(*at) >= LOOKUP_QUIET)
     }
 
-    /// A lookup on `session` ended at `now`.
+    /// A lookup on `session` came back without its tool at `now`.
     pub fn looked_up(&self, session: &str, now: Instant) {
         let mut lookups = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
         if lookups.len() >= MAX_TOOLS {
