@@ -164,7 +164,7 @@ fn build_case(
     spec: CaseSpec,
 ) -> Result<Case, String> {
     let event = event::parse(spec.hook, &spec.event).map_err(|e| format!("event: {e}"))?;
-    expect::validate(&spec.expect, spec.hook == Hook::McpFilterTools)?;
+    expect::validate(&spec.expect, spec.hook)?;
     let context = event::context(spec.hook, file_context, &spec.context, index);
     let stem = path
         .file_stem()
@@ -243,6 +243,9 @@ pub fn observe(policy: &LoadedPolicy, case: &Case) -> Observed {
             failure: f.to_string(),
         },
         Some(Ok(Answer::HiddenTools(hidden_tools))) => Observed::HiddenTools { hidden_tools },
+        Some(Ok(Answer::HiddenEntries(hidden_entries))) => {
+            Observed::HiddenEntries { hidden_entries }
+        }
         Some(Ok(Answer::Decision(d))) => match decision::from_wit(d) {
             Ok((outcome, annotations)) => Observed::Decision {
                 outcome,

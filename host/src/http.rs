@@ -12,6 +12,7 @@ pub mod listener;
 pub mod llm;
 pub mod mcp;
 pub mod proxy;
+pub mod sse;
 pub mod upstream;
 
 use std::sync::Arc;

@@ -10,8 +10,9 @@
 ///   `bindings::meta::Guest` and the `Guest` trait of each listed hook.
 /// - `wit`: the folder holding the `gatehouse:policy` WIT, relative to the
 ///   plugin crate's `Cargo.toml`.
-/// - `hooks`: any of `http`, `postgres`, `kubernetes`, `llm`, `mcp`, `ssh`.
-///   The component exports `meta` and exactly these.
+/// - `hooks`: any of `http`, `postgres`, `kubernetes`, `llm`, `mcp`,
+///   `mcp_listing` (the `mcp-listing` interface: resources, templates and
+///   prompts filtered), `ssh`. The component exports `meta` and exactly these.
 ///
 /// It defines, where it is invoked (use the crate root):
 /// - `mod bindings` with `bindings::meta` and one module per hook
@@ -169,6 +170,16 @@ macro_rules! __gatehouse_hook {
             $policy
         );
     };
+    (mcp_listing, $policy:ident, $wit:literal) => {
+        $crate::__gatehouse_hook_generate!(
+            __gatehouse_hook_mcp_listing,
+            "package gatehouse:plugin-mcp-listing; world mcp-listing-hook { export gatehouse:policy/mcp-listing@0.1.0; }",
+            "gatehouse:plugin-mcp-listing/mcp-listing-hook",
+            __gatehouse_export_hook,
+            $wit,
+            $policy
+        );
+    };
     (ssh, $policy:ident, $wit:literal) => {
         $crate::__gatehouse_hook_generate!(
             __gatehouse_hook_ssh,
@@ -183,7 +194,7 @@ macro_rules! __gatehouse_hook {
         ::core::compile_error!(concat!(
             "unknown Gatehouse hook `",
             stringify!($other),
-            "`: expected http, postgres, kubernetes, llm, mcp or ssh"
+            "`: expected http, postgres, kubernetes, llm, mcp, mcp_listing or ssh"
         ));
     };
 }
@@ -205,6 +216,9 @@ macro_rules! __gatehouse_hook_use {
     };
     (mcp) => {
         pub use super::__gatehouse_hook_mcp::exports::gatehouse::policy::mcp;
+    };
+    (mcp_listing) => {
+        pub use super::__gatehouse_hook_mcp_listing::exports::gatehouse::policy::mcp_listing;
     };
     (ssh) => {
         pub use super::__gatehouse_hook_ssh::exports::gatehouse::policy::ssh;

@@ -5,7 +5,8 @@ client, and prints what the client got, as one JSON document on stdout.
 
 TRANSPORT is `streamable` or `sse` (the legacy HTTP+SSE transport). STEPS is
 a JSON list run in one session after `initialize`, each one of
-`["list_tools"]`, `["call", NAME, ARGS]`, `["read", URI]`,
+`["list_tools"]`, `["list_resources"]`, `["list_templates"]`,
+`["list_prompts"]`, `["call", NAME, ARGS]`, `["read", URI]`,
 `["prompt", NAME, ARGS]`. The output is `{"server": ..., "steps": [...]}`,
 each step `{"ok": ...}` or `{"error": {"code": C, "message": M}}`; a
 failure of the session itself is `{"fatal": "..."}`.
@@ -31,6 +32,15 @@ async def run_steps(session: ClientSession, steps):
             if step[0] == "list_tools":
                 r = await session.list_tools()
                 out.append({"ok": {"tools": [t.model_dump(mode="json", exclude_none=True) for t in r.tools]}})
+            elif step[0] == "list_resources":
+                r = await session.list_resources()
+                out.append({"ok": {"resources": [x.model_dump(mode="json", exclude_none=True) for x in r.resources]}})
+            elif step[0] == "list_templates":
+                r = await session.list_resource_templates()
+                out.append({"ok": {"templates": [x.model_dump(mode="json", exclude_none=True) for x in r.resourceTemplates]}})
+            elif step[0] == "list_prompts":
+                r = await session.list_prompts()
+                out.append({"ok": {"prompts": [x.model_dump(mode="json", exclude_none=True) for x in r.prompts]}})
             elif step[0] == "call":
                 r = await session.call_tool(step[1], step[2], read_timeout_seconds=READ_TIMEOUT)
                 out.append({"ok": r.model_dump(mode="json", exclude_none=True)})

@@ -67,10 +67,30 @@ def build(name: str, **settings) -> FastMCP:
         """The application's configuration."""
         return "mode=production; owner=ops@example.com"
 
+    @mcp.resource("config://secrets")
+    def app_secrets() -> str:
+        """The application's keys."""
+        return "api_key=k-123"
+
+    @mcp.resource("docs://{name}")
+    def doc(name: str) -> str:
+        """A document by name."""
+        return f"document {name}"
+
+    @mcp.resource("docs://private/{name}")
+    def private_doc(name: str) -> str:
+        """A private document by name."""
+        return f"private document {name}"
+
     @mcp.prompt()
     def greeting(name: str) -> str:
         """A greeting."""
         return f"Say hello to {name}."
+
+    @mcp.prompt()
+    def admin_briefing() -> str:
+        """The operators' briefing."""
+        return "Brief the operators on the incident."
 
     return mcp
 

@@ -1,11 +1,15 @@
 //! LLM connections end to end: the official `openai` and `anthropic` Python
 //! SDKs talk to a local OpenAI/Anthropic-compatible upstream through a
-//! `protocol = "llm"` connection guarded by `llm-guard`. Streamed and whole
-//! answers, a secret split across deltas masked, denied prompts as SDK API
-//! errors, prompt masking seen by the upstream, a held prompt approved
-//! through the admin API, the audit record (masked conversation, usage,
-//! model, latency), and the failure paths (malformed JSON, bodies over the
-//! limit, truncated and broken event streams, unknown paths).
+//! `protocol = "llm"` connection guarded by `llm-guard`. Chat completions,
+//! the Responses API and Anthropic messages, streamed and whole; tool calls
+//! streamed as each API streams them (chat `tool_calls` deltas, responses
+//! `function_call` items, Anthropic `tool_use` blocks with `input_json_delta`)
+//! and seen by the `llm` hook on the way back; a secret split across deltas
+//! masked; denied prompts and completions as SDK API errors, prompt masking
+//! seen by the upstream, a held prompt approved through the admin API, the
+//! audit record (masked conversation, usage, model, latency), and the
+//! failure paths (malformed JSON, bodies over the limit, truncated and
+//! broken event streams, unknown paths).
 
 use std::time::Duration;
 
@@ -21,7 +25,9 @@ fn guard() -> Value {
         "mask": [{"detector": "openai-api-key"}, {"detector": "aws-access-key-id"}],
         "model_access": [{"models": ["gpt-4o-mini", "claude-*", "o1-*", "text-embedding-*"]}],
         "approve_models": [{"models": ["o1-*"], "approver_groups": ["ops"], "timeout_secs": 60,
-                            "reason": "o1 prompts need an operator"}]
+                            "reason": "o1 prompts need an operator"}],
+        "deny_completions": [{"pattern": "(?i)launch code", "reason": "completions may not carry launch codes"}],
+        "deny_tool_calls": [{"tools": ["run_shell"], "reason": "the model may not run shell commands"}]
     })
 }
 
@@ -68,7 +74,7 @@ impl Scene {
     }
 
     /// The SDK's answer (or error) for `prompt`; `anthropic*` modes go to
-    /// the Anthropic connection.
+    /// the Anthropic connection (see `tests/python/llm_client.py`).
     async fn ask(&self, mode: &str, model: &str, prompt: &str) -> Value {
         let connection = if mode.starts_with("anthropic") {
             "claude"
@@ -450,4 +456,293 @@ async fn bad_requests_and_broken_streams_get_clear_errors_and_records() {
     // The gateway keeps serving.
     let r = scene.ask("chat", "gpt-4o-mini", "still there?").await;
     assert_eq!(r["text"], "echo: still there?", "{r}");
+}
+
+/// Sequence numbers of a responses stream: unique and increasing.
+fn assert_increasing(seq: &Value) {
+    let seq: Vec<u64> = seq
+        .as_array()
+        .unwrap_or_else(|| panic!("no sequence numbers: {seq}"))
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    assert!(seq.windows(2).all(|w| w[0] < w[1]), "{seq:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_api_whole_and_streamed_with_the_audit_record() {
+    let scene = Scene::start();
+    let gh = &scene.gh;
+
+    let r = scene
+        .ask("responses", "gpt-4o-mini", "hello responses")
+        .await;
+    assert_eq!(r["text"], "echo: hello responses", "{r}");
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["usage"], json!({"input": 2, "output": 5}));
+
+    // Through the SDK's stream helper, which checks the event order and
+    // rebuilds the final response from the deltas.
+    let long = format!("say: responses stream {}", "lorem ipsum ".repeat(80));
+    let r = scene.ask("responses-stream", "gpt-4o-mini", &long).await;
+    let text = &long["say: ".len()..];
+    assert_eq!(r["text"], text, "{r}");
+    assert_eq!(r["final"], text, "{r}");
+    assert!(r["deltas"].as_array().unwrap().len() > 100, "{r}");
+    assert_eq!(r["usage"]["output"], text.len().div_ceil(5), "{r}");
+    assert_increasing(&r["sequence"]);
+
+    let d = exchange(gh, "hello responses").await;
+    let llm = &d["llm"];
+    assert_eq!(llm["request"]["operation"], "responses", "{d}");
+    assert_eq!(llm["request"]["messages"][0]["role"], "user");
+    assert_eq!(llm["request"]["messages"][0]["text"], "hello responses");
+    assert_eq!(llm["response"]["text"], "echo: hello responses");
+    assert_eq!(llm["response"]["model"], "gpt-4o-mini");
+    assert_eq!(
+        llm["response"]["usage"],
+        json!({"input_tokens": 2, "output_tokens": 5})
+    );
+    assert_eq!(d["decisions"]["protocol_response"]["verdict"], "allow");
+    let d = exchange(gh, "responses stream").await;
+    let llm = &d["llm"];
+    assert_eq!(llm["response"]["stream"], true, "{d}");
+    assert_eq!(llm["response"]["text"], text);
+    assert_eq!(
+        llm["response"]["usage"]["output_tokens"],
+        text.len().div_ceil(5)
+    );
+    assert_eq!(llm["response"]["usage"]["input_tokens"], 163);
+    assert!(llm["response"]["first_token_ms"].is_u64(), "{d}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_split_across_responses_deltas_is_masked() {
+    let scene = Scene::start();
+    let (gh, key) = (&scene.gh, &scene.key);
+    let answer = format!(
+        "{}the key is {SECRET} and that is all",
+        "filler text ".repeat(60)
+    );
+    let masked = answer.replace(SECRET, MASKED);
+
+    let r = scene.ask("responses-stream", "gpt-4o-mini", "leak").await;
+    assert_eq!(r["text"].as_str().unwrap_or_else(|| panic!("{r}")), masked);
+    assert_eq!(r["final"], masked.as_str(), "{r}");
+    let deltas = r["deltas"].as_array().unwrap();
+    assert!(deltas.len() > 50, "streamed as it came: {r}");
+    assert!(
+        deltas
+            .iter()
+            .all(|d| !d.as_str().unwrap().contains("sk-proj")),
+        "{r}"
+    );
+    assert_increasing(&r["sequence"]);
+    let r = scene.ask("responses", "gpt-4o-mini", "leak").await;
+    assert_eq!(r["text"], masked.as_str(), "{r}");
+
+    // The raw stream: every event is named as its `type` says, valid JSON,
+    // numbered in order, and no piece of the secret gets through.
+    let raw = gatehouse_tests::http_client()
+        .post(gh.url("llm", "/v1/responses"))
+        .bearer_auth(key)
+        .json(&json!({"model": "gpt-4o-mini", "stream": true, "input": "leak"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.headers()["content-type"], "text/event-stream");
+    let body = raw.text().await.unwrap();
+    assert!(!body.contains("Zx81Qw93"), "{body}");
+    let mut seq = Vec::new();
+    for block in body.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let name = block
+            .lines()
+            .find_map(|l| l.strip_prefix("event: "))
+            .unwrap_or_else(|| panic!("an unnamed event: {block}"));
+        let data = block
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap_or_else(|| panic!("no data: {block}"));
+        let doc: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+        assert_eq!(doc["type"], name, "{block}");
+        seq.push(doc["sequence_number"].clone());
+    }
+    assert_increasing(&Value::Array(seq));
+    assert!(body.contains("event: response.completed"), "{body}");
+
+    for (_, _, d) in events(gh, "http.exchange") {
+        assert!(!d.to_string().contains(SECRET), "{d}");
+    }
+    let d = exchange(gh, "leak").await;
+    assert_eq!(d["llm"]["response"]["text"], masked.as_str());
+}
+
+/// A prompt the upstream answers with `say` text and tool calls (see
+/// `tests/python/llm_upstream.py`); `$LEAK` becomes the secret there.
+fn tool_prompt(calls: &[(&str, &str)]) -> String {
+    let mut p = String::from("say: checking");
+    for (name, args) in calls {
+        p.push_str(&format!("\ncall: {name} {args}"));
+    }
+    p
+}
+
+/// The arguments of a call as the SDK gave them, parsed.
+fn arguments(call: &Value) -> Value {
+    match &call["arguments"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {call}")),
+        _ => call["input"].clone(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_tool_calls_are_masked_and_seen_by_the_llm_hook_on_every_api() {
+    let scene = Scene::start();
+    let gh = &scene.gh;
+    let prompt = tool_prompt(&[
+        ("get_weather", r#"{"city": "Paris", "key": "$LEAK"}"#),
+        ("deploy", r#"{"env": "dev"}"#),
+    ]);
+    for mode in [
+        "chat-tools",
+        "chat-tools-stream",
+        "responses",
+        "responses-stream",
+        "anthropic-tools-stream",
+    ] {
+        let model = if mode.starts_with("anthropic") {
+            "claude-test"
+        } else {
+            "gpt-4o-mini"
+        };
+        let r = scene.ask(mode, model, &prompt).await;
+        assert!(r["error"].is_null(), "{mode}: {r}");
+        assert_eq!(r["text"], "checking", "{mode}: {r}");
+        let calls = r["calls"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{mode}: {r}"));
+        assert_eq!(calls.len(), 2, "{mode}: {r}");
+        assert_eq!(calls[0]["name"], "get_weather", "{mode}: {r}");
+        assert_eq!(
+            arguments(&calls[0]),
+            json!({"city": "Paris", "key": MASKED}),
+            "{mode}: {r}"
+        );
+        assert_eq!(calls[1]["name"], "deploy");
+        assert_eq!(arguments(&calls[1]), json!({"env": "dev"}), "{mode}: {r}");
+        assert!(!r.to_string().contains("sk-proj"), "{mode}: {r}");
+        // The SDKs' own per-call "done" events, which agents act on, carry
+        // the whole (masked) arguments: what the masker held of a call went
+        // out before the next call began.
+        if mode.ends_with("stream") {
+            let done = r["done"].as_array().unwrap();
+            assert_eq!(done.len(), 2, "{mode}: {r}");
+            assert_eq!(
+                arguments(&done[0]),
+                json!({"city": "Paris", "key": MASKED}),
+                "{mode}: {r}"
+            );
+            assert_eq!(arguments(&done[1]), json!({"env": "dev"}), "{mode}: {r}");
+        }
+        if mode == "responses-stream" {
+            assert_increasing(&r["sequence"]);
+        }
+    }
+
+    // The hook saw each completion's text and tool calls: the record keeps
+    // them (masked), with the response decision.
+    let mut seen = 0;
+    for (verdict, _, d) in events(gh, "http.exchange") {
+        assert!(!d.to_string().contains(SECRET), "{d}");
+        let response = &d["llm"]["response"];
+        if response["tool_calls"].as_array().is_none_or(Vec::is_empty) {
+            continue;
+        }
+        seen += 1;
+        assert_eq!(verdict, "allow", "{d}");
+        assert_eq!(response["text"], "checking", "{d}");
+        let calls = response["tool_calls"].as_array().unwrap();
+        assert_eq!(calls[0]["name"], "get_weather", "{d}");
+        assert!(
+            !calls[0]["id"].as_str().unwrap_or_default().is_empty(),
+            "{d}"
+        );
+        let args: Value = serde_json::from_str(calls[0]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args, json!({"city": "Paris", "key": MASKED}), "{d}");
+        assert_eq!(calls[1]["name"], "deploy", "{d}");
+        assert_eq!(d["decisions"]["protocol_response"]["verdict"], "allow");
+        assert!(response["usage"]["output_tokens"].as_u64() > Some(0), "{d}");
+    }
+    assert_eq!(seen, 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_completion_the_llm_hook_refuses_never_finishes_at_the_client() {
+    let scene = Scene::start();
+    let gh = &scene.gh;
+    let shell = tool_prompt(&[("run_shell", r#"{"command": "rm -rf /srv"}"#)]);
+    for mode in [
+        "chat-tools",
+        "chat-tools-stream",
+        "responses",
+        "responses-stream",
+        "anthropic-tools-stream",
+    ] {
+        let model = if mode.starts_with("anthropic") {
+            "claude-test"
+        } else {
+            "gpt-4o-mini"
+        };
+        let r = scene.ask(mode, model, &shell).await;
+        let e = &r["error"];
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("the model may not run shell commands (tool run_shell)"),
+            "{mode}: {r}"
+        );
+        // Whole answers are refused with the provider's 403; streamed ones
+        // end with an error event instead of their final event.
+        if !mode.ends_with("stream") {
+            assert_eq!(e["status_code"], 403, "{mode}: {r}");
+        }
+    }
+    let r = scene
+        .ask("chat-stream", "gpt-4o-mini", "say: the launch code is 0000")
+        .await;
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("completions may not carry launch codes"),
+        "{r}"
+    );
+
+    let refused: Vec<Value> = events(gh, "http.exchange")
+        .into_iter()
+        .filter(|(_, _, d)| d["decisions"]["protocol_response"]["verdict"] == "deny")
+        .map(|(verdict, _, d)| {
+            assert_eq!(verdict, "deny", "{d}");
+            d
+        })
+        .collect();
+    assert_eq!(refused.len(), 6, "{refused:?}");
+    let calls: Vec<&Value> = refused
+        .iter()
+        .filter_map(|d| d["llm"]["response"]["tool_calls"].get(0))
+        .collect();
+    assert_eq!(calls.len(), 5);
+    for c in calls {
+        assert_eq!(c["name"], "run_shell", "{c}");
+        assert!(
+            c["arguments"].as_str().unwrap().contains("rm -rf /srv"),
+            "{c}"
+        );
+    }
+    assert!(
+        refused
+            .iter()
+            .any(|d| d["llm"]["response"]["text"] == "the launch code is 0000")
+    );
 }

@@ -1,10 +1,14 @@
 //! MCP through Gatehouse, with the official Python SDK's client and a server
 //! built with the SDK (FastMCP), over streamable HTTP (event-stream and JSON
 //! answers) and the legacy HTTP+SSE transport: tool calls allowed, denied,
-//! held for approval and masked; `tools/list` filtered; and the failure
-//! paths: malformed JSON-RPC, batches, bodies over the limit, answers over
-//! the limit, truncated and malformed event streams, sessions that are not
-//! the caller's.
+//! held for approval and masked; `tools/list` filtered, and resources,
+//! resource templates and prompts listed and read only as a policy lets
+//! each caller (`mcp-listing.filter`); a call of a tool
+//! Gatehouse never saw listed (no listing, a restart) decided with what the
+//! server says when Gatehouse asks it; and the failure paths: malformed
+//! JSON-RPC, batches, bodies over the limit, answers over the limit,
+//! truncated and malformed event streams, sessions that are not the
+//! caller's, a server that does not answer Gatehouse's own listing.
 
 use std::time::Duration;
 
@@ -16,7 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Agents may call the read-only tools and `delete_records` (destructive,
 /// so held for `ops`); `run_shell` is denied outright; `admin_reset` is not
-/// theirs, so they do not see it. Results are masked.
+/// theirs, so they do not see it. Results are masked. Agents see and read
+/// the app's configuration and the public documents, and get the greeting
+/// prompt; ops see everything.
 fn guard() -> Value {
     json!({
         "groups": {
@@ -25,7 +31,12 @@ fn guard() -> Value {
             "ops": {"allow": ["*"], "deny": ["run_shell"]}
         },
         "approve_destructive": {"approver_groups": ["ops"], "timeout_secs": 60},
-        "mask_results": [{"detector": "email"}, {"detector": "credit-card"}]
+        "mask_results": [{"detector": "email"}, {"detector": "credit-card"}],
+        "resources": {"groups": {
+            "agents": {"allow": ["config://app", "docs://*"], "deny": ["docs://private/*"]},
+            "ops": {"allow": ["*"]}
+        }},
+        "prompts": {"groups": {"agents": {"allow": ["greeting"]}, "ops": {"allow": ["*"]}}}
     })
 }
 
@@ -406,19 +417,8 @@ async fn bad_requests_get_json_rpc_errors_and_the_gateway_keeps_serving() {
         "{body}"
     );
 
-    // Still serving. A tool nobody listed through Gatehouse yet is refused
-    // (mcp-guard's `unknown_tools`), and callable once listed.
+    // Still serving.
     let client = McpClient::new(&gh.url("tools", ""), &agent);
-    let out = client
-        .run(
-            Transport::Streamable,
-            json!([["call", "echo", {"text": "unlisted"}]]),
-        )
-        .await;
-    let message = out["steps"][0]["error"]["message"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(message.contains("list the tools"), "{out}");
     let out = client
         .run(
             Transport::Streamable,
@@ -580,5 +580,547 @@ async fn answers_over_the_limit_are_refused() {
             "{transport:?}: {out}"
         );
         assert_eq!(texts(&steps[2]).len(), 1000, "{transport:?}: {out}");
+    }
+}
+
+/// The records of `tools/call`s of `tool`, oldest first, once at least
+/// `n` have landed (records are written behind the data path).
+async fn calls_of(gh: &Gatehouse, tool: &str, n: usize) -> Vec<(String, Value)> {
+    for _ in 0..100 {
+        let calls: Vec<(String, Value)> = events(gh, "http.exchange")
+            .into_iter()
+            .filter(|(_, _, d)| d["mcp"]["request"]["tool"] == tool)
+            .map(|(verdict, _, d)| (verdict, d))
+            .collect();
+        if calls.len() >= n {
+            return calls;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} records of {tool} calls");
+}
+
+#[tokio::test]
+async fn a_call_without_a_listing_is_decided_with_what_the_server_says() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "");
+    let agent = gh.create_key("mcp-agent", &["agents"]);
+    let olga = gh.create_person_key("olga", &["ops"]);
+    for transport in Transport::ALL {
+        // No tools/list in this session, nor before it on this gateway for
+        // `echo` on the first round: Gatehouse asks the server itself.
+        let client = McpClient::new(&gh.url("tools", ""), &agent);
+        let out = client
+            .run(
+                transport,
+                json!([["call", "echo", {"text": "unlisted"}], ["call", "admin_reset", {}]]),
+            )
+            .await;
+        assert_eq!(texts(&out["steps"][0]), "unlisted", "{transport:?}: {out}");
+        // What the caller may not call stays refused.
+        assert_eq!(
+            out["steps"][1]["error"]["code"], -32001,
+            "{transport:?}: {out}"
+        );
+    }
+    let echo = calls_of(&gh, "echo", 3).await;
+    assert_eq!(echo.len(), 3, "{echo:?}");
+    let (verdict, first) = &echo[0];
+    assert_eq!(verdict, "allow");
+    let lookup = &first["mcp"]["request"]["catalog_lookup"];
+    assert_eq!(lookup["found"], true, "{first}");
+    assert!(lookup["tools"].as_u64() >= Some(7), "{first}");
+    assert_eq!(lookup["pages"], 1, "{first}");
+    assert!(lookup["error"].is_null(), "{first}");
+    assert_eq!(
+        first["mcp"]["request"]["tool_info"],
+        json!({"destructive": false, "read_only": true}),
+        "{first}"
+    );
+    // Known from then on: the later calls do not ask again.
+    for (_, d) in &echo[1..] {
+        assert!(d["mcp"]["request"]["catalog_lookup"].is_null(), "{d}");
+        assert_eq!(d["mcp"]["request"]["tool_info"]["read_only"], true, "{d}");
+    }
+
+    // A destructive tool the gateway never saw listed is held for approval
+    // as the server's annotation says (not refused as unknown), on the
+    // legacy transport too, where Gatehouse's own answer comes on the
+    // client's event stream and is taken off it.
+    let gh2 = gateway(&server.url(), "");
+    let agent = gh2.create_key("mcp-agent", &["agents"]);
+    let olga2 = gh2.create_person_key("olga", &["ops"]);
+    drop(olga);
+    let client = McpClient::new(&gh2.url("tools", ""), &agent);
+    let call = tokio::spawn(async move {
+        client
+            .run(
+                Transport::Sse,
+                json!([["call", "delete_records", {"table": "users"}], ["call", "echo", {"text": "after"}]]),
+            )
+            .await
+    });
+    let approval = waiting_approval(&gh2, &olga2).await;
+    assert_eq!(
+        approval["request"]["mcp"]["tool"], "delete_records",
+        "{approval}"
+    );
+    assert_eq!(
+        approval["request"]["mcp"]["catalog_lookup"]["found"], true,
+        "{approval}"
+    );
+    decide(&gh2, &olga2, approval["id"].as_str().unwrap(), "deny").await;
+    let out = call.await.unwrap();
+    assert_eq!(
+        out["steps"][0]["error"]["data"]["gatehouse"]["code"], "approval_denied",
+        "{out}"
+    );
+    assert_eq!(texts(&out["steps"][1]), "after", "{out}");
+}
+
+/// Reads a legacy event stream until `needle` shows up; returns all read.
+async fn read_until(resp: &mut reqwest::Response, seen: &mut String, needle: &str) {
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in {seen}"))
+            .unwrap()
+            .expect("more of the stream");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test]
+async fn gatehouse_own_listing_never_reaches_a_legacy_client() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "");
+    let key = gh.create_key("mcp-agent", &["agents"]);
+    let mut stream = gatehouse_tests::http_client()
+        .get(gh.url("tools", "/sse"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, "session_id=").await;
+    let endpoint = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let send = |body: Value| {
+        let (gh, key, endpoint) = (&gh, &key, &endpoint);
+        async move {
+            let resp = gatehouse_tests::http_client()
+                .post(gh.url("tools", endpoint))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+        }
+    };
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}}),
+    )
+    .await;
+    read_until(&mut stream, &mut seen, "\"id\":1").await;
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "raw"}}}))
+    .await;
+    read_until(&mut stream, &mut seen, "\"id\":2").await;
+    assert!(seen.contains("\"text\":\"raw\""), "{seen}");
+    // The answer to Gatehouse's own tools/list went by on this stream and
+    // was taken off it.
+    assert!(!seen.contains("gatehouse-tools-list"), "{seen}");
+    assert!(!seen.contains("lookup_customer"), "{seen}");
+    let (_, d) = calls_of(&gh, "echo", 1).await.pop().expect("the record");
+    assert_eq!(d["mcp"]["request"]["catalog_lookup"]["found"], true, "{d}");
+    assert_eq!(d["mcp"]["request"]["transport"], "sse", "{d}");
+}
+
+/// A streamable HTTP session driven by hand, so it can outlive a gateway.
+struct RawSession {
+    base: String,
+    key: String,
+    session: String,
+    next_id: u64,
+}
+
+impl RawSession {
+    async fn post(&mut self, body: Value) -> reqwest::Response {
+        let mut req = gatehouse_tests::http_client()
+            .post(format!("{}/json/mcp", self.base))
+            .bearer_auth(&self.key)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if !self.session.is_empty() {
+            req = req
+                .header("mcp-session-id", &self.session)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn open(base: String, key: String) -> RawSession {
+        let mut s = RawSession {
+            base,
+            key,
+            session: String::new(),
+            next_id: 1,
+        };
+        let resp = s
+            .post(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"}}}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        s.session = resp.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let resp = s
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(resp.status(), 202);
+        s
+    }
+
+    async fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let resp = self
+            .post(json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}))
+            .await;
+        resp.json().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn after_a_restart_the_gateway_asks_the_server_for_the_tools() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "");
+    let key = gh.create_key("mcp-agent", &["agents"]);
+    let mut session = RawSession::open(gh.url("tools", ""), key).await;
+    let listed = session.request("tools/list", json!({})).await;
+    assert!(listed["result"]["tools"].is_array(), "{listed}");
+
+    // The catalogue lived in the old process; the session lives on at the
+    // server.
+    let gh = gh.restart();
+    session.base = gh.url("tools", "");
+    let answer = session
+        .request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "again"}}),
+        )
+        .await;
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        "again",
+        "{answer}\n{}",
+        gh.log()
+    );
+    let (verdict, d) = calls_of(&gh, "echo", 1)
+        .await
+        .pop()
+        .expect("the call's record");
+    assert_eq!(verdict, "allow");
+    assert_eq!(d["mcp"]["request"]["catalog_lookup"]["found"], true, "{d}");
+    assert_eq!(d["mcp"]["request"]["session"], session.session.as_str());
+    // A tool the server does not have: asked for, not found, refused as
+    // unknown (mcp-guard's `unknown_tools`), and the next call of it within
+    // the quiet period does not ask again.
+    for _ in 0..2 {
+        let answer = session
+            .request(
+                "tools/call",
+                json!({"name": "lookup_nothing", "arguments": {}}),
+            )
+            .await;
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("list the tools"),
+            "{answer}"
+        );
+    }
+    let missing = calls_of(&gh, "lookup_nothing", 2).await;
+    assert_eq!(missing.len(), 2);
+    assert_eq!(
+        missing[0].1["mcp"]["request"]["catalog_lookup"]["found"],
+        false
+    );
+    assert!(
+        missing[1].1["mcp"]["request"]["catalog_lookup"]["skipped"].is_string(),
+        "{}",
+        missing[1].1
+    );
+}
+
+/// A server that answers `tools/call` with a JSON result, and a
+/// `tools/list` as `list` says: never (`None`), or with this body (`{ID}`
+/// replaced by the request's id).
+async fn catalog_server(list: Option<&'static str>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                while !String::from_utf8_lossy(&got).ends_with('}') {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&got).to_string();
+                let request: Value = text
+                    .split_once("\r\n\r\n")
+                    .and_then(|(_, body)| serde_json::from_str(body).ok())
+                    .unwrap_or(Value::Null);
+                let body = if text.contains("\"tools/list\"") {
+                    match list {
+                        Some(body) => body.replace("{ID}", &request["id"].to_string()),
+                        None => {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            return;
+                        }
+                    }
+                } else {
+                    r#"{"jsonrpc":"2.0","id":5,"result":{"content":[{"type":"text","text":"called"}]}}"#
+                        .to_string()
+                };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(answer.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_lookup_that_fails_is_bounded_noted_and_the_policy_still_decides() {
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "x"}}})
+    .to_string();
+    for (list, says) in [
+        (None, "did not answer tools/list within 1000 ms"),
+        (
+            Some(r#"{"jsonrpc":"2.0","id":"x","result":{"tools":[]}}"#),
+            "it answers another request",
+        ),
+        (Some("<html>busy</html>"), "not a JSON-RPC answer"),
+        (
+            Some(r#"{"jsonrpc":"2.0","id":{ID},"result":{"tools":[{"name":"other"}]}}"#),
+            "",
+        ),
+    ] {
+        let upstream = catalog_server(list).await;
+        let gh = gateway(&upstream, "upstream_timeout_ms = 1000");
+        let key = gh.create_key("mcp-agent", &["agents"]);
+        let started = std::time::Instant::now();
+        let (status, body) = post(&gh, &key, "/mcp", call.clone().into_bytes()).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "{says}");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["id"], 5, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("list the tools"),
+            "{says}: {body}"
+        );
+        let (verdict, d) = calls_of(&gh, "echo", 1).await.pop().expect("the record");
+        assert_eq!(verdict, "deny");
+        let lookup = &d["mcp"]["request"]["catalog_lookup"];
+        if says.is_empty() {
+            // Answered, without the tool.
+            assert_eq!(lookup["found"], false, "{d}");
+            assert_eq!(lookup["tools"], 1, "{d}");
+        } else {
+            let error = lookup["error"].as_str().unwrap_or_default();
+            assert!(error.contains(says), "{says}: {d}");
+        }
+    }
+    // A server that refuses the listing: its own error is noted, and with
+    // `unknown_tools = "allow"` the call goes on.
+    let upstream = catalog_server(Some(
+        r#"{"jsonrpc":"2.0","id":{ID},"error":{"code":-32601,"message":"no tools here"}}"#,
+    ))
+    .await;
+    let gh = GatehouseBuilder::new()
+        .policy(
+            "guard",
+            "mcp-guard",
+            Some(json!({"unknown_tools": "allow"})),
+        )
+        .config(&mcp_connection(&upstream, ""))
+        .start();
+    let key = gh.create_key("mcp-agent", &["agents"]);
+    let (_, body) = post(&gh, &key, "/mcp", call.into_bytes()).await;
+    assert_eq!(body["result"]["content"][0]["text"], "called", "{body}");
+    let (verdict, d) = calls_of(&gh, "echo", 1).await.pop().expect("the record");
+    assert_eq!(verdict, "allow");
+    assert!(
+        d["mcp"]["request"]["catalog_lookup"]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the server refused tools/list: no tools here"),
+        "{d}"
+    );
+}
+
+/// The ids in a listing step: `key` is the list, `field` the id.
+fn ids(step: &Value, key: &str, field: &str) -> Vec<String> {
+    step["ok"][key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key}: {step}"))
+        .iter()
+        .map(|x| x[field].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn hidden_error(step: &Value, what: &str) {
+    let e = &step["error"];
+    assert_eq!(e["code"], -32001, "{step}");
+    assert_eq!(
+        e["message"],
+        format!("denied by policy guard: the {what} is hidden from you"),
+        "{step}"
+    );
+    assert_eq!(e["data"]["gatehouse"]["code"], "policy_denied", "{step}");
+}
+
+#[tokio::test]
+async fn resources_and_prompts_are_listed_and_read_only_as_the_policy_lets_each_caller() {
+    let server = McpServer::start();
+    let gh = gateway(&server.url(), "");
+    let agent = gh.create_key("mcp-agent", &["agents"]);
+    let ops = gh.create_key("ops-agent", &["ops"]);
+    let steps = json!([
+        ["list_resources"],
+        ["list_templates"],
+        ["list_prompts"],
+        ["read", "config://app"],
+        ["read", "config://secrets"],
+        ["read", "docs://intro"],
+        ["read", "docs://private/plan"],
+        ["prompt", "greeting", {"name": "Bo"}],
+        ["prompt", "admin_briefing", {}]
+    ]);
+    for transport in Transport::ALL {
+        let out = McpClient::new(&gh.url("tools", ""), &agent)
+            .run(transport, steps.clone())
+            .await;
+        let s = out["steps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{transport:?}: {out}"));
+        assert_eq!(
+            ids(&s[0], "resources", "uri"),
+            ["config://app"],
+            "{transport:?}"
+        );
+        assert_eq!(
+            ids(&s[1], "templates", "uriTemplate"),
+            ["docs://{name}"],
+            "{transport:?}"
+        );
+        assert_eq!(ids(&s[2], "prompts", "name"), ["greeting"], "{transport:?}");
+        let app = s[3]["ok"]["contents"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(app.contains("mode=production"), "{transport:?}: {}", s[3]);
+        hidden_error(&s[4], "resource config://secrets");
+        assert_eq!(
+            s[5]["ok"]["contents"][0]["text"], "document intro",
+            "{transport:?}: {}",
+            s[5]
+        );
+        hidden_error(&s[6], "resource docs://private/plan");
+        assert_eq!(
+            s[7]["ok"]["messages"][0]["content"]["text"], "Say hello to Bo.",
+            "{transport:?}"
+        );
+        hidden_error(&s[8], "prompt admin_briefing");
+        assert!(!out.to_string().contains("k-123"), "{transport:?}: {out}");
+    }
+
+    // Ops see and read everything.
+    let out = McpClient::new(&gh.url("tools", ""), &ops)
+        .run(Transport::Streamable, steps)
+        .await;
+    let s = &out["steps"];
+    assert_eq!(
+        ids(&s[0], "resources", "uri"),
+        ["config://app", "config://secrets"],
+        "{out}"
+    );
+    assert_eq!(ids(&s[1], "templates", "uriTemplate").len(), 2, "{out}");
+    assert_eq!(ids(&s[2], "prompts", "name").len(), 2, "{out}");
+    assert_eq!(s[4]["ok"]["contents"][0]["text"], "api_key=k-123", "{out}");
+    assert_eq!(
+        s[8]["ok"]["messages"][0]["content"]["text"], "Brief the operators on the incident.",
+        "{out}"
+    );
+
+    // The records: what each listing hid, and why each read was refused.
+    let mut hidden = vec![];
+    let mut refused = vec![];
+    for _ in 0..100 {
+        let recorded = events(&gh, "http.exchange");
+        hidden = recorded
+            .iter()
+            .flat_map(|(_, _, d)| {
+                d["mcp"]["response"]["answers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .flat_map(|a| a["hidden_entries"].as_array().cloned().unwrap_or_default())
+            .collect();
+        refused = recorded
+            .iter()
+            .filter(|(v, _, d)| v == "deny" && d["mcp"]["request"]["target"].is_string())
+            .map(|(_, _, d)| d.clone())
+            .collect();
+        if refused.len() >= 9 && hidden.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Streamable HTTP answers are recorded with their POSTs; legacy ones
+    // with the session's GET stream, once it ends.
+    for id in [
+        "config://secrets",
+        "docs://private/{name}",
+        "admin_briefing",
+    ] {
+        assert_eq!(
+            hidden.iter().filter(|h| *h == id).count(),
+            2,
+            "{id}: {hidden:?}"
+        );
+    }
+    assert_eq!(refused.len(), 9, "{refused:?}");
+    for d in &refused {
+        let decision = &d["decisions"]["protocol_request"];
+        assert_eq!(decision["verdict"], "deny", "{d}");
+        assert!(decision.to_string().contains("mcp-listing.filter"), "{d}");
     }
 }

@@ -58,7 +58,14 @@ fn failures(report: &Value) -> String {
 
 #[test]
 fn every_shipped_policy_passes_its_fixtures() {
-    for plugin in ["secrets", "pii", "sql-guard", "http-guard"] {
+    for plugin in [
+        "secrets",
+        "pii",
+        "sql-guard",
+        "http-guard",
+        "mcp-guard",
+        "llm-guard",
+    ] {
         let fixtures = root().join("plugins").join(plugin).join("fixtures");
         let (out, report) = policy_test_json(&policy_wasm(plugin), &fixtures);
         assert!(out.status.success(), "{plugin}:\n{}", failures(&report));
@@ -98,6 +105,7 @@ fn every_hook_event_reaches_the_guest_intact() {
             "mcp.on-request",
             "mcp.on-result",
             "mcp.filter-tools",
+            "mcp-listing.filter",
             "ssh.on-command"
         ]
     );
@@ -131,15 +139,21 @@ fn failures_are_reported_with_diffs_and_a_non_zero_exit() {
     );
     assert!(
         s.contains(
+            "        hidden_entries:\n          - p\n          + EntryKind::Prompt p name=p"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains(
             "        masks:\n          - {detector: email, method: redact}\n          + (none)"
         ),
         "{s}"
     );
-    assert!(s.contains("0 passed, 3 failed"), "{s}");
+    assert!(s.contains("0 passed, 4 failed"), "{s}");
 
     let (out, report) = policy_test_json(&wasm, &fixtures);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(report["failed"], 3);
+    assert_eq!(report["failed"], 4);
     let first = &report["cases"][0];
     assert_eq!(first["mismatches"][0]["field"], "verdict");
     assert_eq!(first["mismatches"][0]["expected"], "allow");

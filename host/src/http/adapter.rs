@@ -12,8 +12,11 @@
 //!     `needs_body` (over the limit: refused with `too_large`, never passed
 //!     through unchecked); else the inspected prefix as for plain HTTP
 //!   → adapter `decode` → an `AdapterExchange` (or `None`: plain HTTP only)
-//!   → `http` on-request hook, then the adapter's `request_hook`; verdicts
-//!     combine (deny first, then one approval hold for both)
+//!   → `http` on-request hook; unless it denied, the exchange's `prepare`
+//!     (what the adapter must learn first, asking the upstream itself with
+//!     the held credential: an MCP tool's annotations), then its
+//!     `request_hook`; verdicts combine (deny first, then one approval hold
+//!     for both)
 //!   → `mask_request` rewrites the decoded body with the request masks
 //!   → upstream → `http` on-response hook
 //!   → adapter `response` picks a `ResponsePlan`: plain streaming, the body
@@ -34,13 +37,16 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
+use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+use super::ProxyBody;
 use super::body::BodyTransform;
 use super::errors::ProxyError;
+use super::upstream::Upstream;
 use crate::config::{ConnectionConfig, ProtocolKind};
 use crate::mask::{CompiledMasks, MaskCompiler, MaskRule};
 use crate::policy::bindings::types as wit;
@@ -121,6 +127,13 @@ pub trait ProtocolAdapter: Send + Sync {
 
 /// One decoded exchange of an adapter's protocol.
 pub trait AdapterExchange: Send {
+    /// Runs once the `http` hook did not deny, before `request_hook`: what
+    /// the adapter must know to describe the request to policies, asked of
+    /// the upstream if need be. It cannot refuse: what it could not learn
+    /// it notes (in `describe`), and the policies decide without it.
+    fn prepare<'a>(&'a mut self, _cx: PrepareCx) -> BoxFuture<'a, ()> {
+        Box::pin(std::future::ready(()))
+    }
     /// The protocol hook of the request phase.
     fn request_hook(&self, ctx: Arc<wit::Context>) -> ChainHook;
     /// Applies the request phase's masks to the decoded request and returns
@@ -174,6 +187,61 @@ pub trait UpgradeRelay: Send {
 /// to send instead of [`ProxyError`]'s, or `None` for the adapter's default.
 pub trait Refuser: Send + Sync {
     fn refuse(&self, err: &ProxyError, request_id: &str) -> Option<(StatusCode, Value)>;
+}
+
+/// What the prepare phase may use.
+pub struct PrepareCx {
+    pub ctx: Arc<wit::Context>,
+    pub upstream: UpstreamCaller,
+}
+
+/// Requests of the adapter's own to the upstream, sent as the proxy sends
+/// a client's: to the connection's upstream, with the held credential and
+/// identity encoding, without the caller's credential.
+#[derive(Clone)]
+pub struct UpstreamCaller {
+    upstream: Arc<Upstream>,
+    client_addr: String,
+    /// The connection's `upstream_timeout_ms`: no call may take longer.
+    pub timeout: std::time::Duration,
+}
+
+impl UpstreamCaller {
+    pub fn new(
+        upstream: Arc<Upstream>,
+        client_addr: String,
+        timeout: std::time::Duration,
+    ) -> UpstreamCaller {
+        UpstreamCaller {
+            upstream,
+            client_addr,
+            timeout,
+        }
+    }
+
+    /// Sends `req`, whose URI is a path and query on the upstream; the
+    /// answer's head once it arrives.
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, String> {
+        let (mut parts, body) = req.into_parts();
+        parts.uri = self.upstream.uri_for(&parts.uri)?;
+        self.upstream
+            .prepare_headers(&mut parts.headers, &self.client_addr);
+        parts.version = http::Version::HTTP_11;
+        self.upstream
+            .client
+            .request(Request::from_parts(parts, body))
+            .await
+            .map_err(|e| {
+                let mut s = e.to_string();
+                let mut cur = std::error::Error::source(&e);
+                while let Some(c) = cur {
+                    s.push_str(": ");
+                    s.push_str(&c.to_string());
+                    cur = c.source();
+                }
+                s
+            })
+    }
 }
 
 /// What a response phase may use.

@@ -7,7 +7,6 @@
 pub mod errors;
 pub mod request;
 pub mod response;
-pub mod sse;
 pub mod stream;
 
 use std::sync::Arc;

@@ -4,12 +4,17 @@
 //!
 //! - Request phase: a POST body is one JSON-RPC message, read whole (up to
 //!   `body_limit_bytes`); requests go to the `mcp` hook's `on-request`. A
-//!   refusal is a JSON-RPC error for the request's id: in the POST's answer
-//!   (streamable HTTP) or on the session's event stream (legacy).
+//!   `tools/call` of a tool the catalogue does not know first makes
+//!   Gatehouse ask the server for its tools on the caller's session
+//!   ([`lookup`]). A refusal is a JSON-RPC error for the request's id: in
+//!   the POST's answer (streamable HTTP) or on the session's event stream
+//!   (legacy).
 //! - Response phase: answers are matched to requests by id, `tools/list`
-//!   results are filtered by `filter-tools`, every result goes through
-//!   `on-result`, and the masks of both phases apply to it, field by field.
-//!   Streams are reviewed event by event ([`stream`]).
+//!   results are filtered by `filter-tools` and resource, template and
+//!   prompt listings by `mcp-listing.filter` (whose verdict on the one
+//!   entry a read or `prompts/get` names also decides that request), every
+//!   result goes through `on-result`, and the masks of both phases apply to
+//!   it, field by field. Streams are reviewed event by event ([`stream`]).
 //!
 //! Batches are refused (MCP 2025-06-18 has none; each member would need its
 //! own decision before any of it may pass).
@@ -17,9 +22,10 @@
 pub mod catalog;
 pub mod jsonrpc;
 pub mod legacy;
+pub mod listing;
+pub mod lookup;
 pub mod request;
 pub mod review;
-pub mod sse;
 pub mod stream;
 
 use std::sync::{Arc, OnceLock};
@@ -30,8 +36,8 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::adapter::{
-    AdapterError, AdapterExchange, BufferedResponse, ChainHook, Finished, ProtocolAdapter, Refuser,
-    RequestView, ResponseCx, ResponsePlan,
+    AdapterError, AdapterExchange, BufferedResponse, ChainHook, Finished, PrepareCx,
+    ProtocolAdapter, Refuser, RequestView, ResponseCx, ResponsePlan,
 };
 use super::body::{BodyTransform, StreamReport};
 use super::errors::ProxyError;
@@ -47,6 +53,7 @@ use stream::{Answers, EventStream, write_message};
 /// The MCP adapter of one connection.
 pub struct McpAdapter {
     catalog: Arc<ToolCatalog>,
+    entries: Arc<listing::EntryCatalog>,
     sessions: Arc<LegacySessions>,
     /// The largest server answer (one JSON body or one event) read whole.
     answer_limit: usize,
@@ -56,6 +63,7 @@ impl McpAdapter {
     pub fn new(answer_limit: usize) -> McpAdapter {
         McpAdapter {
             catalog: Arc::default(),
+            entries: Arc::default(),
             sessions: Arc::default(),
             answer_limit,
         }
@@ -81,6 +89,7 @@ impl ProtocolAdapter for McpAdapter {
     ) -> Result<Option<Box<dyn AdapterExchange>>, AdapterError> {
         let mut exchange = McpExchange {
             catalog: self.catalog.clone(),
+            entries: self.entries.clone(),
             sessions: self.sessions.clone(),
             answer_limit: self.answer_limit,
             message: None,
@@ -88,6 +97,8 @@ impl ProtocolAdapter for McpAdapter {
             legacy: None,
             ctx: Arc::new(OnceLock::new()),
             request_masks: None,
+            session_target: None,
+            lookup: None,
         };
         if req.parts.method != Method::POST {
             return Ok(Some(Box::new(exchange)));
@@ -104,6 +115,29 @@ impl ProtocolAdapter for McpAdapter {
         });
         exchange.request =
             request::policy_request(&message, session_id.as_deref(), &self.catalog).map(Arc::new);
+        if exchange
+            .request
+            .as_ref()
+            .is_some_and(|r| r.method == "tools/call" && r.tool.is_some() && r.tool_info.is_none())
+        {
+            // Where to ask for the tools, should the call need it.
+            let headers = ["mcp-session-id", "mcp-protocol-version"]
+                .into_iter()
+                .filter_map(|name| {
+                    let value = req.parts.headers.get(name)?.clone();
+                    Some((http::HeaderName::from_static(name), value))
+                })
+                .collect();
+            exchange.session_target = Some(lookup::SessionTarget {
+                path_and_query: req
+                    .parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| "/".to_string(), |p| p.to_string()),
+                headers,
+                legacy: None,
+            });
+        }
         exchange.message = Some(message);
         exchange.legacy = legacy;
         Ok(Some(Box::new(exchange)))
@@ -139,6 +173,7 @@ fn owner_key(ctx: &wit::Context) -> String {
 
 struct McpExchange {
     catalog: Arc<ToolCatalog>,
+    entries: Arc<listing::EntryCatalog>,
     sessions: Arc<LegacySessions>,
     answer_limit: usize,
     /// The POSTed message; `None` for GET and DELETE.
@@ -151,6 +186,11 @@ struct McpExchange {
     ctx: Arc<OnceLock<Arc<wit::Context>>>,
     /// The request phase's masks, once it allowed the request.
     request_masks: Option<Arc<CompiledMasks>>,
+    /// For a `tools/call` of a tool the catalogue does not know: the
+    /// caller's session, where Gatehouse asks for the tools.
+    session_target: Option<lookup::SessionTarget>,
+    /// What asking for the tools gave, for the record.
+    lookup: Option<Value>,
 }
 
 impl McpExchange {
@@ -169,6 +209,30 @@ impl McpExchange {
             chain: cx.chain.clone(),
             compiler: cx.compiler.clone(),
             catalog: self.catalog.clone(),
+            entries: self.entries.clone(),
+        }
+    }
+
+    /// The request as described to approvers and the record, before what
+    /// a lookup added.
+    fn described(&self) -> Value {
+        match (&self.message, &self.request) {
+            (_, Some(r)) => json!({
+                "method": r.method,
+                "id": self.message.as_ref().and_then(Message::id),
+                "tool": r.tool,
+                "target": r.target,
+                "tool_info": r.tool_info.as_ref().map(|t| json!({
+                    "destructive": t.destructive, "read_only": t.read_only,
+                })),
+                "session": r.mcp_session_id,
+                "transport": if self.legacy.is_some() { "sse" } else { "streamable-http" },
+            }),
+            (Some(Message::Notification { method, .. }), None) => {
+                json!({ "notification": method })
+            }
+            (Some(m), None) => json!({ "answer_to": m.id() }),
+            (None, None) => json!({ "stream": true }),
         }
     }
 
@@ -188,12 +252,81 @@ impl McpExchange {
 }
 
 impl AdapterExchange for McpExchange {
+    /// A `tools/call` of a tool the catalogue does not know: ask the server
+    /// for its tools on the caller's session first, so the policy sees what
+    /// the server says about the tool.
+    fn prepare<'a>(&'a mut self, cx: PrepareCx) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let (Some(mut target), Some(request)) =
+                (self.session_target.take(), self.request.clone())
+            else {
+                return;
+            };
+            let Some(tool) = request.tool.clone() else {
+                return;
+            };
+            let session = request.mcp_session_id.clone().unwrap_or_default();
+            let now = std::time::Instant::now();
+            if !self.catalog.may_look_up(&session, now) {
+                self.lookup = Some(json!({
+                    "skipped": format!(
+                        "a lookup on this session came back without its tool less than {} ms ago",
+                        catalog::LOOKUP_QUIET.as_millis()
+                    ),
+                }));
+                return;
+            }
+            if let Some(id) = &self.legacy {
+                match self.sessions.get(id, &owner_key(&cx.ctx)) {
+                    Ok(s) => target.legacy = Some(s),
+                    Err(e) => {
+                        self.lookup = Some(json!({ "error": e.to_string() }));
+                        return;
+                    }
+                }
+            }
+            let done = lookup::list_tools(
+                &cx.upstream,
+                &target,
+                &self.catalog,
+                &tool,
+                self.answer_limit,
+            )
+            .await;
+            // A lookup that found the tool needs no quiet period: another
+            // unknown tool may be on a page it did not read.
+            if !done.found {
+                self.catalog.looked_up(&session, std::time::Instant::now());
+            }
+            if let Some(info) = self.catalog.get(&tool) {
+                let mut seen = (*request).clone();
+                seen.tool_info = Some(info);
+                self.request = Some(Arc::new(seen));
+            }
+            self.lookup = Some(json!(done));
+        })
+    }
+
+    /// `on-request`; for a request that names a resource or prompt, first
+    /// the policy's `mcp-listing.filter` on that one entry: hidden from the
+    /// caller, it is denied, as the listing would not have shown it.
     fn request_hook(&self, ctx: Arc<wit::Context>) -> ChainHook {
         let _ = self.ctx.set(ctx.clone());
-        match self.request.clone() {
-            Some(req) => Arc::new(move |p| p.mcp_on_request(&ctx, &req)),
-            None => Arc::new(|_| None),
-        }
+        let Some(req) = self.request.clone() else {
+            return Arc::new(|_| None);
+        };
+        let Some(entry) = listing::named_by(&req, &self.entries) else {
+            return Arc::new(move |p| p.mcp_on_request(&ctx, &req));
+        };
+        Arc::new(
+            move |p| match p.mcp_listing_filter(&ctx, std::slice::from_ref(&entry)) {
+                Some(Ok(hidden)) if hidden.contains(&entry.id) => {
+                    Some(Ok(listing::hidden_decision(&entry)))
+                }
+                Some(Err(failure)) => Some(Err(failure)),
+                _ => p.mcp_on_request(&ctx, &req),
+            },
+        )
     }
 
     /// The arguments go to the tool as the client sent them: request-phase
@@ -213,24 +346,11 @@ impl AdapterExchange for McpExchange {
     }
 
     fn describe(&self) -> Value {
-        match (&self.message, &self.request) {
-            (_, Some(r)) => json!({
-                "method": r.method,
-                "id": self.message.as_ref().and_then(Message::id),
-                "tool": r.tool,
-                "target": r.target,
-                "tool_info": r.tool_info.as_ref().map(|t| json!({
-                    "destructive": t.destructive, "read_only": t.read_only,
-                })),
-                "session": r.mcp_session_id,
-                "transport": if self.legacy.is_some() { "sse" } else { "streamable-http" },
-            }),
-            (Some(Message::Notification { method, .. }), None) => {
-                json!({ "notification": method })
-            }
-            (Some(m), None) => json!({ "answer_to": m.id() }),
-            (None, None) => json!({ "stream": true }),
+        let mut described = self.described();
+        if let (Some(lookup), Some(d)) = (&self.lookup, described.as_object_mut()) {
+            d.insert("catalog_lookup".into(), lookup.clone());
         }
+        described
     }
 
     fn response(

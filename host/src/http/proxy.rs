@@ -36,7 +36,7 @@ pub struct HttpProxy {
     pub name: String,
     labels: Vec<(String, String)>,
     allowed_groups: Vec<String>,
-    upstream: Upstream,
+    upstream: Arc<Upstream>,
     chain: PolicyChain,
     auth: Arc<Authenticator>,
     audit: AuditSink,
@@ -116,7 +116,7 @@ impl HttpProxy {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             allowed_groups: c.allowed_groups.clone(),
-            upstream: Upstream::new(c)?,
+            upstream: Arc::new(Upstream::new(c)?),
             chain,
             auth,
             audit,
@@ -271,9 +271,18 @@ impl HttpProxy {
         let mut verdict = outcome.verdict.clone();
         ex.request_decision = Some(outcome);
         if let Some(a) = adapted
-            .as_ref()
+            .as_mut()
             .filter(|_| !matches!(verdict, Verdict::Deny { .. }))
         {
+            a.prepare(adapter::PrepareCx {
+                ctx: ctx.clone(),
+                upstream: adapter::UpstreamCaller::new(
+                    self.upstream.clone(),
+                    session.client_addr.clone(),
+                    self.upstream_timeout,
+                ),
+            })
+            .await;
             let hook = a.request_hook(ctx.clone());
             let outcome = self.run_chain(move |p| hook(p)).await?;
             request_masks.extend(outcome.masks.iter().cloned());

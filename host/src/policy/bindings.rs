@@ -9,6 +9,8 @@ wasmtime::component::bindgen!({
     world: "gatehouse:policy/policy",
 });
 
-pub use exports::gatehouse::policy::{http, kubernetes, llm, mcp, meta, postgres, ssh};
+pub use exports::gatehouse::policy::{
+    http, kubernetes, llm, mcp, mcp_listing, meta, postgres, ssh,
+};
 pub use gatehouse::policy::host;
 pub use gatehouse::policy::types;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use wasmtime::component::InstancePre;
 
 use super::PolicyError;
-use super::bindings::{http, kubernetes, llm, mcp, meta, postgres, ssh, types};
+use super::bindings::{http, kubernetes, llm, mcp, mcp_listing, meta, postgres, ssh, types};
 use super::engine::PolicyEngine;
 use super::invoke::{CallFailure, call_guest};
 use super::store::StoreState;
@@ -21,6 +21,7 @@ pub struct Hooks {
     pub kubernetes: Option<kubernetes::GuestIndices>,
     pub llm: Option<llm::GuestIndices>,
     pub mcp: Option<mcp::GuestIndices>,
+    pub mcp_listing: Option<mcp_listing::GuestIndices>,
     pub ssh: Option<ssh::GuestIndices>,
 }
 
@@ -32,6 +33,7 @@ impl Hooks {
             ("kubernetes", self.kubernetes.is_some()),
             ("llm", self.llm.is_some()),
             ("mcp", self.mcp.is_some()),
+            ("mcp-listing", self.mcp_listing.is_some()),
             ("ssh", self.ssh.is_some()),
         ]
         .into_iter()
@@ -94,11 +96,13 @@ impl LoadedPolicy {
             kubernetes: kubernetes::GuestIndices::new(&pre).ok(),
             llm: llm::GuestIndices::new(&pre).ok(),
             mcp: mcp::GuestIndices::new(&pre).ok(),
+            mcp_listing: mcp_listing::GuestIndices::new(&pre).ok(),
             ssh: ssh::GuestIndices::new(&pre).ok(),
         };
         if hooks.names().is_empty() {
             return Err(PolicyError::Invalid(
-                "exports no hook interface (http, postgres, kubernetes, llm, mcp or ssh)".into(),
+                "exports no hook interface (http, postgres, kubernetes, llm, mcp, mcp-listing or ssh)"
+                    .into(),
             ));
         }
         let settings: Arc<str> = Arc::from(settings);
@@ -284,6 +288,20 @@ impl LoadedPolicy {
         Some(self.call(&ctx.request_id, |store, inst| {
             idx.load(&mut *store, inst)?
                 .call_on_result(&mut *store, ctx, req, result)
+        }))
+    }
+
+    /// The ids of the listed resources, templates or prompts this policy
+    /// hides from the caller.
+    pub fn mcp_listing_filter(
+        &self,
+        ctx: &types::Context,
+        entries: &[mcp_listing::Entry],
+    ) -> Option<Result<Vec<String>, CallFailure>> {
+        let idx = self.hooks.mcp_listing.as_ref()?;
+        Some(self.call(&ctx.request_id, |store, inst| {
+            idx.load(&mut *store, inst)?
+                .call_filter(&mut *store, ctx, entries)
         }))
     }
 

@@ -36,6 +36,23 @@ pub struct Config {
     /// Empty: every model for everyone.
     pub model_access: Vec<ModelAccess>,
     pub approve_models: Vec<ApproveModels>,
+    /// Completions whose text matches are refused (`on-response`).
+    pub deny_completions: Vec<PromptRule>,
+    /// Tool calls a completion may not make (`on-response`).
+    pub deny_tool_calls: Vec<ToolCallRule>,
+}
+
+/// A tool the model may not call (with arguments matching, when given).
+#[derive(Debug)]
+pub struct ToolCallRule {
+    /// Tool names, with `*` matching any run of characters.
+    pub tools: Vec<String>,
+    /// Over the call's arguments (JSON text); `None`: any arguments.
+    pub arguments: Option<Regex>,
+    pub reason: String,
+    pub unless_groups: Vec<String>,
+    /// Where the rule came from (`deny_tool_calls[0]`).
+    pub name: String,
 }
 
 #[derive(Debug)]
@@ -114,6 +131,8 @@ pub fn parse(json: &str) -> Result<Config, String> {
             "mask",
             "model_access",
             "approve_models",
+            "deny_completions",
+            "deny_tool_calls",
         ],
     )?;
     let mut config = Config::default();
@@ -197,5 +216,57 @@ pub fn parse(json: &str) -> Result<Config, String> {
             reason: opt_string(obj, "reason", &path)?,
         });
     }
+    for (i, v) in array(top, "deny_completions", "")?.iter().enumerate() {
+        let path = format!("deny_completions[{i}]");
+        let obj = object(v, &path)?;
+        check_keys(&path, obj, &["pattern", "reason", "unless_groups"])?;
+        config.deny_completions.push(PromptRule {
+            pattern: required_regex(obj, "pattern", &path)?,
+            reason: opt_string(obj, "reason", &path)?
+                .unwrap_or_else(|| format!("the completion matches llm-guard rule {path}")),
+            roles: vec![],
+            unless_groups: string_list(obj, "unless_groups", &path)?,
+            name: path,
+        });
+    }
+    for (i, v) in array(top, "deny_tool_calls", "")?.iter().enumerate() {
+        let path = format!("deny_tool_calls[{i}]");
+        let obj = object(v, &path)?;
+        check_keys(
+            &path,
+            obj,
+            &["tools", "arguments", "reason", "unless_groups"],
+        )?;
+        let tools = string_list(obj, "tools", &path)?;
+        if tools.is_empty() {
+            return Err(format!(
+                "{path}.tools: list at least one tool name (\"*\" for any)"
+            ));
+        }
+        let arguments = match obj.get("arguments").filter(|v| !v.is_null()) {
+            Some(_) => Some(required_regex(obj, "arguments", &path)?),
+            None => None,
+        };
+        config.deny_tool_calls.push(ToolCallRule {
+            tools,
+            arguments,
+            reason: opt_string(obj, "reason", &path)?
+                .unwrap_or_else(|| format!("the model's tool call matches llm-guard rule {path}")),
+            unless_groups: string_list(obj, "unless_groups", &path)?,
+            name: path,
+        });
+    }
     Ok(config)
+}
+
+/// A non-empty regex-lite expression at `key`.
+fn required_regex(
+    obj: &serde_json::Map<String, Value>,
+    key: &str,
+    path: &str,
+) -> Result<Regex, String> {
+    let pattern = opt_string(obj, key, path)?
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| format!("{}: expected a non-empty string", key_path(path, key)))?;
+    Regex::new(&pattern).map_err(|e| format!("{}: invalid regex: {e}", key_path(path, key)))
 }

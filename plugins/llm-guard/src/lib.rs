@@ -7,10 +7,15 @@
 //!   denies; a model listed in `approve_models` asks for approval; else
 //!   `mask` masks (prompts before they leave, and, carried by the host,
 //!   the streamed completion); else allow.
-//! - `on-response`: `mask` masks the completion; else allow.
+//! - `on-response`: a completion whose text matches a `deny_completions`
+//!   rule, or that calls a tool a `deny_tool_calls` rule lists, denies (a
+//!   streamed one ends with an error event instead of its final event, so
+//!   an agent never gets a finished tool call to run); else `mask` masks
+//!   the completion; else allow.
 //!
 //! Decisions carry `rule` (`builtin[0]`, `deny_prompts[1]`, `model_access`,
-//! `approve_models[0]`, `mask`).
+//! `approve_models[0]`, `mask`, `deny_completions[0]`, `deny_tool_calls[1]`),
+//! and a denied tool call its `tool`.
 
 mod config;
 
@@ -57,13 +62,42 @@ impl bindings::llm::Guest for LlmGuard {
         }
     }
 
-    fn on_response(_ctx: Context, _request: LlmRequest, _response: LlmResponse) -> Decision {
+    fn on_response(ctx: Context, _request: LlmRequest, response: LlmResponse) -> Decision {
         match current_config() {
-            Ok(c) if c.mask.is_empty() => allow(),
-            Ok(c) => mask(c.mask.iter().cloned()).annotate("rule", "mask"),
+            Ok(c) => decide_response(&c, &ctx, &response),
             Err(d) => d,
         }
     }
+}
+
+/// The response decision for already-parsed settings.
+pub fn decide_response(config: &Config, ctx: &Context, response: &LlmResponse) -> Decision {
+    for rule in &config.deny_completions {
+        if !ctx.in_any_group(&rule.unless_groups) && rule.pattern.is_match(&response.text) {
+            return deny(rule.reason.clone()).annotate("rule", rule.name.clone());
+        }
+    }
+    for rule in &config.deny_tool_calls {
+        if ctx.in_any_group(&rule.unless_groups) {
+            continue;
+        }
+        let call = response.tool_calls.iter().find(|c| {
+            rule.tools.iter().any(|t| glob_match(t, &c.name))
+                && rule
+                    .arguments
+                    .as_ref()
+                    .is_none_or(|a| a.is_match(&c.arguments))
+        });
+        if let Some(call) = call {
+            return deny(format!("{} (tool {})", rule.reason, call.name))
+                .annotate("rule", rule.name.clone())
+                .annotate("tool", call.name.clone());
+        }
+    }
+    if config.mask.is_empty() {
+        return allow();
+    }
+    mask(config.mask.iter().cloned()).annotate("rule", "mask")
 }
 
 /// The request decision for already-parsed settings.

@@ -177,6 +177,77 @@ fn masks_prompts_and_completions() {
     assert!(d.is_allow());
 }
 
+fn completion(text: &str, calls: &[(&str, &str)]) -> LlmResponse {
+    LlmResponse {
+        model: "gpt-4o-mini".into(),
+        text: text.into(),
+        tool_calls: calls
+            .iter()
+            .map(|(name, args)| ToolCall {
+                id: format!("call_{name}"),
+                name: (*name).into(),
+                arguments: (*args).into(),
+            })
+            .collect(),
+        usage: None,
+    }
+}
+
+fn on_response(settings: &str, groups: &[&str], resp: LlmResponse) -> Decision {
+    testing::with_settings(settings, || {
+        LlmGuard::on_response(
+            context().groups(groups.iter().copied()).build(),
+            request("gpt-4o-mini", &[("user", "hi")]),
+            resp,
+        )
+    })
+}
+
+#[test]
+fn completions_and_tool_calls_are_checked_on_the_way_back() {
+    let s = r#"{
+      "deny_completions": [{"pattern": "(?i)launch code", "reason": "no launch codes", "unless_groups": ["ops"]}],
+      "deny_tool_calls": [
+        {"tools": ["run_shell", "exec_*"], "reason": "the model may not run commands"},
+        {"tools": ["deploy"], "arguments": "\"env\":\\s*\"prod\""}
+      ],
+      "mask": [{"detector": "openai-api-key"}]
+    }"#;
+    let d = on_response(s, &[], completion("the Launch Code is 0000", &[]));
+    assert_eq!(d.deny_reason(), Some("no launch codes"));
+    assert_eq!(d.annotation("rule"), Some("deny_completions[0]"));
+    assert!(
+        on_response(s, &["ops"], completion("launch code", &[]))
+            .mask_rules()
+            .is_some()
+    );
+
+    let d = on_response(
+        s,
+        &[],
+        completion("", &[("get_weather", "{}"), ("exec_sql", "{}")]),
+    );
+    assert_eq!(
+        d.deny_reason(),
+        Some("the model may not run commands (tool exec_sql)")
+    );
+    assert_eq!(d.annotation("tool"), Some("exec_sql"));
+    // Arguments narrow a rule.
+    let d = on_response(s, &[], completion("", &[("deploy", r#"{"env": "prod"}"#)]));
+    assert_eq!(d.annotation("rule"), Some("deny_tool_calls[1]"));
+    assert!(
+        d.deny_reason()
+            .unwrap_or_default()
+            .contains("matches llm-guard rule deny_tool_calls[1]"),
+        "{d:?}"
+    );
+    let d = on_response(s, &[], completion("", &[("deploy", r#"{"env": "dev"}"#)]));
+    assert!(d.mask_rules().is_some(), "{d:?}");
+    // Without masks, an answer that breaks no rule is allowed.
+    let s = r#"{"deny_tool_calls": [{"tools": ["run_shell"]}]}"#;
+    assert!(on_response(s, &[], completion("ok", &[("get_weather", "{}")])).is_allow());
+}
+
 #[test]
 fn settings_errors_name_the_key() {
     for (settings, err) in [
@@ -209,6 +280,22 @@ fn settings_errors_name_the_key() {
             r#"{"builtin_prompt_rules": "yes"}"#,
             "builtin_prompt_rules: expected true or false",
         ),
+        (
+            r#"{"deny_completions": [{"pattern": ""}]}"#,
+            "deny_completions[0].pattern: expected a non-empty string",
+        ),
+        (
+            r#"{"deny_tool_calls": [{"tools": []}]}"#,
+            "deny_tool_calls[0].tools: list at least one tool name",
+        ),
+        (
+            r#"{"deny_tool_calls": [{"tools": ["x"], "arguments": "("}]}"#,
+            "deny_tool_calls[0].arguments: invalid regex",
+        ),
+        (
+            r#"{"deny_tool_calls": [{"tools": ["x"], "args": "y"}]}"#,
+            "deny_tool_calls[0]: unknown key \"args\"",
+        ),
     ] {
         let e = LlmGuard::validate_config(settings.into()).unwrap_err();
         assert!(e.starts_with(err), "{settings}: {e}");
@@ -230,6 +317,8 @@ fn schema_is_json_and_describe_names_llm() {
         "mask",
         "model_access",
         "approve_models",
+        "deny_completions",
+        "deny_tool_calls",
     ] {
         assert!(props.contains_key(key), "{key}");
     }

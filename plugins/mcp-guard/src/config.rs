@@ -24,6 +24,26 @@ pub struct Config {
     pub approve_destructive: Option<ApproveRule>,
     pub unknown_tools: Unknown,
     pub mask_results: Vec<MaskRule>,
+    /// Which resources (and resource templates) each group may see and
+    /// read, by URI; `None`: all of them, for everyone.
+    pub resources: Option<Listing>,
+    /// Which prompts each group may see and get, by name; `None`: all.
+    pub prompts: Option<Listing>,
+}
+
+/// Rules for one kind of listed entry, by group, as for tools.
+#[derive(Debug)]
+pub struct Listing {
+    pub groups: BTreeMap<String, ToolRules>,
+    /// For callers in none of `groups`.
+    pub default: ToolRules,
+}
+
+impl Listing {
+    /// Whether a caller in `groups` may see (and read) the entry `id`.
+    pub fn permits(&self, groups: &[String], id: &str) -> bool {
+        permits(&self.groups, &self.default, groups, id)
+    }
 }
 
 /// Which tools a group may call: allowed unless denied.
@@ -81,14 +101,21 @@ impl Config {
     /// Whether a caller in `groups` may call (and see) `tool`: some rule set
     /// that applies to the caller allows it and none denies it.
     pub fn permits(&self, groups: &[String], tool: &str) -> bool {
-        let mine: Vec<&ToolRules> = groups.iter().filter_map(|g| self.groups.get(g)).collect();
-        let sets = if mine.is_empty() {
-            vec![&self.default]
-        } else {
-            mine
-        };
-        sets.iter().any(|r| r.allows(tool)) && !sets.iter().any(|r| r.denies(tool))
+        permits(&self.groups, &self.default, groups, tool)
     }
+}
+
+/// The rule sets that apply to a caller in `groups` (those of its listed
+/// groups, else `default`): some allows `name` and none denies it.
+fn permits(
+    rules: &BTreeMap<String, ToolRules>,
+    default: &ToolRules,
+    groups: &[String],
+    name: &str,
+) -> bool {
+    let mine: Vec<&ToolRules> = groups.iter().filter_map(|g| rules.get(g)).collect();
+    let sets = if mine.is_empty() { vec![default] } else { mine };
+    sets.iter().any(|r| r.allows(name)) && !sets.iter().any(|r| r.denies(name))
 }
 
 /// `parse`, plus mask patterns parsed with the host's own parser. Run once,
@@ -112,24 +139,24 @@ pub fn parse(json: &str) -> Result<Config, String> {
             "approve_destructive",
             "unknown_tools",
             "mask_results",
+            "resources",
+            "prompts",
         ],
     )?;
-    let mut groups = BTreeMap::new();
-    if let Some(v) = top.get("groups").filter(|v| !v.is_null()) {
-        for (name, rules) in object(v, "groups")? {
-            groups.insert(name.clone(), tool_rules(rules, &key_path("groups", name))?);
+    let (groups, default) = rule_sets(&top, "", TOOL)?;
+    let listing = |key: &str, noun: &'static str| -> Result<Option<Listing>, String> {
+        match top.get(key).filter(|v| !v.is_null()) {
+            None => Ok(None),
+            Some(v) => {
+                let obj = object(v, key)?;
+                check_keys(key, obj, &["groups", "default"])?;
+                let (groups, default) = rule_sets(obj, key, noun)?;
+                Ok(Some(Listing { groups, default }))
+            }
         }
-    }
-    let default = match top.get("default").filter(|v| !v.is_null()) {
-        Some(v) => tool_rules(v, "default")?,
-        // With no groups listed, the policy restricts nobody's tools; once
-        // groups are listed, callers outside them get none.
-        None if groups.is_empty() => ToolRules {
-            allow: vec![NamePattern::Prefix(String::new())],
-            deny: vec![],
-        },
-        None => ToolRules::default(),
     };
+    let resources = listing("resources", "a resource URI")?;
+    let prompts = listing("prompts", "a prompt name")?;
     let approve_destructive = match top.get("approve_destructive").filter(|v| !v.is_null()) {
         Some(v) => Some(approve_rule(v, "approve_destructive")?),
         None => None,
@@ -161,26 +188,63 @@ pub fn parse(json: &str) -> Result<Config, String> {
             .enumerate()
             .map(|(i, v)| mask_rule(v, &format!("mask_results[{i}]")))
             .collect::<Result<_, _>>()?,
+        resources,
+        prompts,
     })
 }
 
-fn tool_rules(v: &Value, path: &str) -> Result<ToolRules, String> {
+/// What a tool pattern names, in errors.
+const TOOL: &str = "a tool name";
+
+/// `groups` and `default` of `obj` (at `path`): rule sets by group, and the
+/// one for callers in none of them. With no groups listed, nobody is
+/// restricted; once groups are listed, callers outside them get nothing
+/// (unless `default` says otherwise).
+fn rule_sets(
+    obj: &Map<String, Value>,
+    path: &str,
+    noun: &'static str,
+) -> Result<(BTreeMap<String, ToolRules>, ToolRules), String> {
+    let mut groups = BTreeMap::new();
+    if let Some(v) = obj.get("groups").filter(|v| !v.is_null()) {
+        let at = key_path(path, "groups");
+        for (name, rules) in object(v, &at)? {
+            groups.insert(name.clone(), tool_rules(rules, &key_path(&at, name), noun)?);
+        }
+    }
+    let default = match obj.get("default").filter(|v| !v.is_null()) {
+        Some(v) => tool_rules(v, &key_path(path, "default"), noun)?,
+        None if groups.is_empty() => ToolRules {
+            allow: vec![NamePattern::Prefix(String::new())],
+            deny: vec![],
+        },
+        None => ToolRules::default(),
+    };
+    Ok((groups, default))
+}
+
+fn tool_rules(v: &Value, path: &str, noun: &'static str) -> Result<ToolRules, String> {
     let obj = object(v, path)?;
     check_keys(path, obj, &["allow", "deny"])?;
     Ok(ToolRules {
-        allow: patterns(obj, "allow", path)?,
-        deny: patterns(obj, "deny", path)?,
+        allow: patterns(obj, "allow", path, noun)?,
+        deny: patterns(obj, "deny", path, noun)?,
     })
 }
 
-fn patterns(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Vec<NamePattern>, String> {
+fn patterns(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &str,
+    noun: &str,
+) -> Result<Vec<NamePattern>, String> {
     string_list(obj, key, path)?
         .into_iter()
         .enumerate()
         .map(|(i, p)| {
             let bad = || {
                 format!(
-                    "{}[{i}]: expected a tool name or a pattern ending in \"*\", got \"{p}\"",
+                    "{}[{i}]: expected {noun} or a pattern ending in \"*\", got \"{p}\"",
                     key_path(path, key)
                 )
             };

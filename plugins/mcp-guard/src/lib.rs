@@ -10,6 +10,10 @@
 //!   `prompts/get` are masked with `mask_results`.
 //! - `filter-tools`: hides the tools the caller may not call (unless
 //!   `hide_denied_tools` is false).
+//! - `mcp-listing.filter`: hides the resources (and resource templates, by
+//!   their URI template) and prompts the caller's groups may not see under
+//!   `resources` and `prompts`; the host then also refuses a
+//!   `resources/read` or `prompts/get` of what it hides.
 //!
 //! Decisions carry `rule` (`groups`, `approve_destructive`, `unknown_tools`,
 //! `mask_results`).
@@ -22,11 +26,12 @@ use gatehouse_sdk::settings::SettingsCache;
 use gatehouse_sdk::types::{Context, Decision, Protocol};
 use gatehouse_sdk::{allow, deny, log, mask, require_approval};
 
-pub use config::{Config, NamePattern, Unknown};
+pub use config::{Config, Listing, NamePattern, Unknown};
 
-gatehouse_sdk::export_policy!(McpGuard, wit: "../../wit", hooks: [mcp]);
+gatehouse_sdk::export_policy!(McpGuard, wit: "../../wit", hooks: [mcp, mcp_listing]);
 
 use bindings::mcp::{McpRequest, ToolInfo};
+use bindings::mcp_listing::{Entry, EntryKind};
 use bindings::meta::Description;
 
 /// JSON Schema (2020-12) of the settings, returned by `describe`.
@@ -43,7 +48,7 @@ impl bindings::meta::Guest for McpGuard {
         Description {
             name: "mcp-guard".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            summary: "Limits which MCP tools each group may call and see, holds destructive tools for approval, masks results".into(),
+            summary: "Limits which MCP tools each group may call and see (and which resources and prompts), holds destructive tools for approval, masks results".into(),
             protocols: vec![Protocol::Mcp],
             settings_schema: SETTINGS_SCHEMA.into(),
         }
@@ -77,6 +82,34 @@ impl bindings::mcp::Guest for McpGuard {
         };
         hidden_tools(&config, &ctx, &tools)
     }
+}
+
+impl bindings::mcp_listing::Guest for McpGuard {
+    fn filter(ctx: Context, entries: Vec<Entry>) -> Vec<String> {
+        match current_config() {
+            Ok(config) => hidden_entries(&config, &ctx, &entries),
+            // Misconfigured: show nothing rather than everything.
+            Err(_) => entries.into_iter().map(|e| e.id).collect(),
+        }
+    }
+}
+
+/// The ids `mcp-listing.filter` hides: entries whose kind has rules
+/// (`resources` covers templates too) that do not permit the caller.
+pub fn hidden_entries(config: &Config, ctx: &Context, entries: &[Entry]) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| {
+            let rules = match e.kind {
+                EntryKind::Resource | EntryKind::ResourceTemplate => &config.resources,
+                EntryKind::Prompt => &config.prompts,
+            };
+            rules
+                .as_ref()
+                .is_some_and(|r| !r.permits(&ctx.principal.groups, &e.id))
+        })
+        .map(|e| e.id.clone())
+        .collect()
 }
 
 /// The request decision for already-parsed settings.

@@ -1,5 +1,6 @@
 use super::*;
 use bindings::mcp::Guest as _;
+use bindings::mcp_listing::Guest as _;
 use bindings::meta::Guest as _;
 use gatehouse_sdk::testing::{self, context};
 use gatehouse_sdk::types::{ApprovalScope, Grant, MaskTarget};
@@ -196,6 +197,61 @@ fn listings_hide_what_the_caller_may_not_call() {
     assert_eq!(hidden.len(), 3);
 }
 
+fn entry(kind: EntryKind, id: &str) -> Entry {
+    Entry {
+        kind,
+        id: id.into(),
+        name: String::new(),
+        description: String::new(),
+        mime_type: None,
+    }
+}
+
+fn filter(settings: &str, groups: &[&str], entries: Vec<Entry>) -> Vec<String> {
+    testing::with_settings(settings, || {
+        McpGuard::filter(context().groups(groups.iter().copied()).build(), entries)
+    })
+}
+
+#[test]
+fn resources_and_prompts_are_hidden_by_group() {
+    let s = r#"{
+      "resources": {"groups": {"agents": {"allow": ["config://app", "docs://*"], "deny": ["docs://private/*"]},
+                               "ops": {"allow": ["*"]}}},
+      "prompts": {"groups": {"agents": {"allow": ["greeting"]}}, "default": {"allow": ["help"]}}
+    }"#;
+    let listed = vec![
+        entry(EntryKind::Resource, "config://app"),
+        entry(EntryKind::Resource, "config://secrets"),
+        entry(EntryKind::ResourceTemplate, "docs://{name}"),
+        entry(EntryKind::ResourceTemplate, "docs://private/{name}"),
+        entry(EntryKind::Prompt, "greeting"),
+        entry(EntryKind::Prompt, "admin_briefing"),
+        entry(EntryKind::Prompt, "help"),
+    ];
+    assert_eq!(
+        filter(s, &["agents"], listed.clone()),
+        [
+            "config://secrets",
+            "docs://private/{name}",
+            "admin_briefing",
+            "help"
+        ]
+    );
+    // ops: every resource; ops has no prompt rules, so for prompts it is
+    // in none of the listed groups and gets `default` (help only).
+    assert_eq!(
+        filter(s, &["ops"], listed.clone()),
+        ["greeting", "admin_briefing"]
+    );
+    // Outside every listed group: no resources, `default` prompts.
+    assert_eq!(filter(s, &["dev"], listed.clone()).len(), 6);
+    // Without `resources` or `prompts`, nothing is hidden.
+    assert!(filter("{}", &["dev"], listed.clone()).is_empty());
+    // Settings that do not parse hide everything.
+    assert_eq!(filter("[]", &[], listed).len(), 7);
+}
+
 #[test]
 fn bad_settings_name_the_key() {
     let cases = [
@@ -229,6 +285,19 @@ fn bad_settings_name_the_key() {
             "hide_denied_tools: expected true or false",
         ),
         (r#"{"tools": []}"#, "settings: unknown key \"tools\""),
+        (
+            r#"{"resources": {"groups": {"a": {"allow": ["file:///*x"]}}}}"#,
+            "resources.groups.a.allow[0]: expected a resource URI or a pattern ending in \"*\"",
+        ),
+        (
+            r#"{"prompts": {"default": {"allow": [""]}}}"#,
+            "prompts.default.allow[0]: expected a prompt name",
+        ),
+        (
+            r#"{"prompts": {"allow": ["x"]}}"#,
+            "prompts: unknown key \"allow\"",
+        ),
+        (r#"{"resources": []}"#, "resources: expected"),
     ];
     for (settings, expected) in cases {
         let err = McpGuard::validate_config(settings.into()).unwrap_err();

@@ -62,8 +62,13 @@ fn anthropic_type(status: StatusCode) -> &'static str {
 }
 
 /// An error event that ends a stream: what each provider's SDK raises as an
-/// API error mid-stream.
-pub fn stream_error_event(provider: Provider, op: Operation, reason: &str) -> Vec<u8> {
+/// API error mid-stream. `sequence` numbers a responses event.
+pub fn stream_error_event(
+    provider: Provider,
+    op: Operation,
+    reason: &str,
+    sequence: Option<u64>,
+) -> Vec<u8> {
     let (event, data) = match (provider, op) {
         (Provider::Anthropic, _) => (
             Some("error"),
@@ -72,6 +77,7 @@ pub fn stream_error_event(provider: Provider, op: Operation, reason: &str) -> Ve
         (Provider::OpenAi, Operation::Responses) => (
             Some("error"),
             json!({"type": "error", "code": "gatehouse_stream_stopped", "message": reason, "param": null,
+                   "sequence_number": sequence.unwrap_or(0),
                    "error": {"message": reason, "type": "server_error", "code": "gatehouse_stream_stopped"}}),
         ),
         (Provider::OpenAi, _) => (
@@ -80,13 +86,8 @@ pub fn stream_error_event(provider: Provider, op: Operation, reason: &str) -> Ve
         ),
     };
     let mut out = Vec::new();
-    super::sse::encode(
-        &super::sse::SseEvent {
-            event: event.map(str::to_string),
-            data: data.to_string(),
-            id: None,
-            retry: None,
-        },
+    crate::http::sse::encode_event(
+        &crate::http::sse::Event::named(event.map(str::to_string), data.to_string()),
         &mut out,
     );
     out

@@ -1,11 +1,13 @@
 //! The tools an MCP server listed on this connection, kept from the
-//! `tools/list` results that pass through, so a `tools/call` can tell the
-//! policy what the server said about the tool (destructive, read-only)
-//! without asking the server again. One server per connection, so one
-//! catalog per connection.
+//! `tools/list` results that pass through (and from Gatehouse's own
+//! lookups, [`super::lookup`]), so a `tools/call` can tell the policy what
+//! the server said about the tool (destructive, read-only) without asking
+//! the server again. One server per connection, so one catalog per
+//! connection.
 
 use std::collections::HashMap;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -14,9 +16,17 @@ use crate::policy::bindings::mcp::ToolInfo;
 /// A listing bigger than this is not kept whole (the rest stays unknown).
 const MAX_TOOLS: usize = 4096;
 
+/// After a lookup on a session, calls of tools it did not find do not ask
+/// again for this long: a client calling a tool the server does not have,
+/// over and over, costs one lookup per quiet period, not one per call.
+pub const LOOKUP_QUIET: Duration = Duration::from_secs(2);
+
 #[derive(Default)]
 pub struct ToolCatalog {
     tools: RwLock<HashMap<String, ToolInfo>>,
+    /// When a lookup on each session (by its id, `""` for none) last came
+    /// back without its tool.
+    lookups: Mutex<HashMap<String, Instant>>,
 }
 
 impl ToolCatalog {
@@ -43,6 +53,24 @@ impl ToolCatalog {
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
             .cloned()
+    }
+
+    /// Whether a lookup on `session` may start now (none ended within
+    /// [`LOOKUP_QUIET`]).
+    pub fn may_look_up(&self, session: &str, now: Instant) -> bool {
+        let lookups = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
+        lookups
+            .get(session)
+            .is_none_or(|at| now.duration_since(*at) >= LOOKUP_QUIET)
+    }
+
+    /// A lookup on `session` came back without its tool at `now`.
+    pub fn looked_up(&self, session: &str, now: Instant) {
+        let mut lookups = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
+        if lookups.len() >= MAX_TOOLS {
+            lookups.retain(|_, at| now.duration_since(*at) < LOOKUP_QUIET);
+        }
+        lookups.insert(session.to_string(), now);
     }
 }
 
@@ -92,5 +120,16 @@ mod tests {
         assert!(c.get("plain").unwrap().destructive);
         assert!(c.get("missing").is_none());
         assert!(c.learn(&json!({"tools": "not a list"})).is_empty());
+    }
+
+    #[test]
+    fn lookups_on_a_session_are_spaced() {
+        let c = ToolCatalog::default();
+        let t0 = Instant::now();
+        assert!(c.may_look_up("s1", t0));
+        c.looked_up("s1", t0);
+        assert!(!c.may_look_up("s1", t0 + Duration::from_millis(500)));
+        assert!(c.may_look_up("s2", t0));
+        assert!(c.may_look_up("s1", t0 + LOOKUP_QUIET));
     }
 }

@@ -5,12 +5,16 @@
 //! stream. A session is bound to the caller who opened the stream: a POST
 //! into it from anyone else is refused. A refusal is sent to the client on
 //! the stream (through the session's side channel), like any answer.
+//! Gatehouse's own requests into a session (a `tools/list` it asks for
+//! itself) have their answers taken off the stream and handed to it; the
+//! client never sees them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
+use super::jsonrpc::Message;
 use super::review::Pending;
 
 /// Answers still expected per session are bounded: a client that sends
@@ -27,6 +31,8 @@ pub struct LegacySession {
     /// The caller who opened the stream (`Principal::key`).
     pub owner: String,
     pending: Mutex<HashMap<String, Pending>>,
+    /// Answers to Gatehouse's own requests, by id key.
+    own: Mutex<HashMap<String, oneshot::Sender<Message>>>,
     /// Events Gatehouse writes into the stream itself (refusals).
     inject: mpsc::Sender<Vec<u8>>,
 }
@@ -52,6 +58,7 @@ impl LegacySessions {
             id: id.to_string(),
             owner: owner.to_string(),
             pending: Mutex::new(HashMap::new()),
+            own: Mutex::new(HashMap::new()),
             inject: tx,
         });
         self.lock().insert(id.to_string(), session.clone());
@@ -94,6 +101,44 @@ impl LegacySession {
     /// The request an answer with this id key belongs to.
     pub fn answered(&self, key: &str) -> Option<Pending> {
         self.lock().remove(key)
+    }
+
+    /// Expects the answer to a request Gatehouse sends itself; it is taken
+    /// off the stream (see [`LegacySession::own_answer`]).
+    pub fn expect_own(&self, key: String) -> Result<oneshot::Receiver<Message>, SessionError> {
+        let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+        if own.len() >= MAX_PENDING {
+            return Err(SessionError::Busy(self.id.clone()));
+        }
+        let (tx, rx) = oneshot::channel();
+        own.insert(key, tx);
+        Ok(rx)
+    }
+
+    /// No longer waits for the answer to Gatehouse's own request `key`.
+    pub fn forget_own(&self, key: &str) {
+        self.own
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+
+    /// Hands `message` to Gatehouse's request it answers; gives it back when
+    /// it answers no such request.
+    pub fn own_answer(&self, key: &str, message: Message) -> Option<Message> {
+        let waiter = self
+            .own
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        match waiter {
+            Some(tx) => {
+                // The waiter may have given up (timed out): dropped then.
+                let _ = tx.send(message);
+                None
+            }
+            None => Some(message),
+        }
     }
 
     /// Writes an already encoded event into the stream.
@@ -145,6 +190,27 @@ mod tests {
         );
         assert_eq!(session_from_query(Some("session_id=")), None);
         assert_eq!(session_from_endpoint("not a uri at all \u{0}"), None);
+    }
+
+    #[test]
+    fn gatehouse_own_answers_are_taken_off_the_stream() {
+        let s = LegacySessions::default();
+        let (session, _rx) = s.open("abc", "alice");
+        let mut waiting = session.expect_own("\"g-1\"".into()).unwrap();
+        let answer = Message::from_value(
+            serde_json::json!({"jsonrpc": "2.0", "id": "g-1", "result": {"tools": []}}),
+        )
+        .unwrap();
+        assert_eq!(session.own_answer("\"g-1\"", answer.clone()), None);
+        assert_eq!(waiting.try_recv().ok(), Some(answer.clone()));
+        // Anything else goes on to the client.
+        assert_eq!(
+            session.own_answer("7", answer.clone()),
+            Some(answer.clone())
+        );
+        let _gone = session.expect_own("\"g-2\"".into()).unwrap();
+        session.forget_own("\"g-2\"");
+        assert!(session.own_answer("\"g-2\"", answer).is_some());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! What happens to a server's answer before the client sees it: a
-//! `tools/list` result is learnt and filtered (`filter-tools`), every result
-//! goes through `on-result`, and the masks of both phases apply. An answer
-//! that cannot be checked is replaced by a JSON-RPC error, never passed on.
+//! `tools/list` result is learnt and filtered (`filter-tools`), resource,
+//! template and prompt listings likewise (`mcp-listing.filter`), every
+//! result goes through `on-result`, and the masks of both phases apply. An
+//! answer that cannot be checked is replaced by a JSON-RPC error, never
+//! passed on.
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::catalog::ToolCatalog;
 use super::jsonrpc::{Message, code, error_response};
+use super::listing::{self, EntryCatalog};
 use crate::http::adapter::{mask_json_strings, run_chain};
 use crate::mask::{CompiledMasks, MaskCompiler};
 use crate::policy::PolicyChain;
@@ -33,6 +36,7 @@ pub struct Reviewer {
     pub chain: PolicyChain,
     pub compiler: Arc<MaskCompiler>,
     pub catalog: Arc<ToolCatalog>,
+    pub entries: Arc<EntryCatalog>,
 }
 
 /// What the review did, for the audit record.
@@ -46,6 +50,9 @@ pub struct Review {
     pub decision: Option<ChainOutcome>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hidden_tools: Vec<String>,
+    /// Resources, templates or prompts hidden from a listing, by id.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hidden_entries: Vec<String>,
     pub masked: u64,
     /// Why the answer was replaced by an error.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,6 +68,7 @@ impl Reviewer {
             tool: pending.request.tool.clone(),
             decision: None,
             hidden_tools: vec![],
+            hidden_entries: vec![],
             masked: 0,
             refused: None,
         };
@@ -104,6 +112,19 @@ impl Reviewer {
                 .map_err(|e| Refusal::internal(format!("policy task failed: {e}")))?
             };
             review.hidden_tools = hide_tools(&mut result, &filter);
+        }
+        if let Some((kind, key)) = listing::listing_of(&pending.request.method) {
+            let listed = listing::entries(kind, &result, key);
+            self.entries.learn(&listed);
+            let filter = {
+                let (chain, ctx) = (self.chain.clone(), pending.ctx.clone());
+                tokio::task::spawn_blocking(move || {
+                    chain.hidden(|p| p.mcp_listing_filter(&ctx, &listed))
+                })
+                .await
+                .map_err(|e| Refusal::internal(format!("policy task failed: {e}")))?
+            };
+            review.hidden_entries = listing::hide(&mut result, kind, key, &filter);
         }
         let text = result.to_string();
         let outcome = run_chain(&self.chain, {

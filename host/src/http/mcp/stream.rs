@@ -10,8 +10,8 @@ use std::sync::Arc;
 use super::jsonrpc::{Message, id_key};
 use super::legacy::{LegacySession, LegacySessions, session_from_endpoint};
 use super::review::{Pending, Refusal, Review, Reviewer};
-use super::sse::{self, Decoder, Event, Item};
 use crate::http::adapter::mask_json_strings;
+use crate::http::sse::{self, Decoder, Event, Item};
 use crate::mask::CompiledMasks;
 
 /// Reviews kept for the audit record of one stream; later ones are counted.
@@ -130,6 +130,12 @@ impl EventStream {
             }
         };
         match event.kind() {
+            // A block without data carries no message: a server's priming
+            // event (an id for resuming) goes on as it is.
+            "message" if event.data.trim().is_empty() => {
+                sse::encode(&Item::Event(event), out);
+                Ok(())
+            }
             "message" => self.message(event, out).await,
             "endpoint" => {
                 self.endpoint(&event);
@@ -188,6 +194,21 @@ impl EventStream {
         let message = Message::parse(event.data.as_bytes())
             .map_err(|e| format!("the server sent an event that is not a JSON-RPC message: {e}"))?;
         let key = message.id().map(id_key);
+        // An answer to a request Gatehouse sent itself into a legacy
+        // session (a tools/list of its own) is its own, not the client's.
+        let message = match (&message, &self.answers, key.as_deref()) {
+            (
+                Message::Response { .. } | Message::Error { .. },
+                Answers::Legacy {
+                    session: Some(s), ..
+                },
+                Some(k),
+            ) => match s.own_answer(k, message) {
+                Some(m) => m,
+                None => return Ok(()),
+            },
+            _ => message,
+        };
         let answer_to = match (&message, &mut self.answers) {
             (Message::Response { .. } | Message::Error { .. }, Answers::One(p)) => {
                 if p.as_ref().map(|p| id_key(&p.id)) == key {

@@ -1,14 +1,17 @@
 //! `fixture-probe`: exports every hook and denies with a reason that
 //! describes the event and context it received, so `gatehouse policy test`
 //! fixtures can check that each hook's event reaches a guest intact.
-//! `mcp.filter-tools` hides the tools marked destructive.
+//! `mcp.filter-tools` hides the tools marked destructive;
+//! `mcp-listing.filter` answers each entry described (kind, id, name,
+//! description, MIME type) in place of its id, so a fixture sees every
+//! field arrive.
 
 use gatehouse_sdk::deny;
 use gatehouse_sdk::types::{Context, Decision, Protocol};
 
-gatehouse_sdk::export_policy!(Probe, wit: "../../../wit", hooks: [http, postgres, kubernetes, llm, mcp, ssh]);
+gatehouse_sdk::export_policy!(Probe, wit: "../../../wit", hooks: [http, postgres, kubernetes, llm, mcp, mcp_listing, ssh]);
 
-use bindings::{http, kubernetes, llm, mcp, postgres, ssh};
+use bindings::{http, kubernetes, llm, mcp, mcp_listing, postgres, ssh};
 
 pub struct Probe;
 
@@ -221,6 +224,20 @@ impl mcp::Guest for Probe {
             .into_iter()
             .filter(|t| t.destructive)
             .map(|t| t.name)
+            .collect()
+    }
+}
+
+impl mcp_listing::Guest for Probe {
+    fn filter(_ctx: Context, entries: Vec<mcp_listing::Entry>) -> Vec<String> {
+        entries
+            .into_iter()
+            .map(|e| {
+                format!(
+                    "{:?} {} name={} description={} mime={:?}",
+                    e.kind, e.id, e.name, e.description, e.mime_type
+                )
+            })
             .collect()
     }
 }
