@@ -2,7 +2,7 @@
 //! text matcher is one multi-pattern regex: a match reports which rule it
 //! belongs to, so each rule keeps its own method and label.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use regex_automata::meta::Regex;
@@ -140,7 +140,21 @@ impl MaskCompiler {
             text_rules.push(rule);
             Ok(())
         };
+        // Text rules are compiled once each: a chain whose decisions repeat a
+        // rule list (a request and a response decision of the same policy,
+        // two policies naming the same detectors) would otherwise multiply
+        // the combined automaton, up to the NFA size limit. The first
+        // occurrence keeps its place, so which rule wins at a position does
+        // not change.
+        let mut text_seen: HashSet<(&MaskTarget, MaskMethod)> = HashSet::new();
         for rule in rules {
+            if matches!(
+                rule.target,
+                MaskTarget::Pattern(_) | MaskTarget::Detector(_)
+            ) && !text_seen.insert((&rule.target, rule.method))
+            {
+                continue;
+            }
             match &rule.target {
                 MaskTarget::Header(h) => headers.push((h.clone(), rule.method)),
                 MaskTarget::JsonPointer(p) => json_pointers.push((p.clone(), rule.method)),

@@ -139,9 +139,17 @@ mod tests {
                 method: crate::mask::MaskMethod::Redact,
             })
             .collect();
-        crate::mask::MaskCompiler::new(b"k".to_vec())
+        let once = crate::mask::MaskCompiler::new(b"k".to_vec())
             .compile(&rules, &[])
             .unwrap();
+        // A chain repeats lists (a policy's request and response decisions,
+        // two policies naming the same detectors): each rule counts once.
+        let twice = [rules.clone(), rules].concat();
+        let compiled = crate::mask::MaskCompiler::new(b"k".to_vec())
+            .compile(&twice, &[])
+            .unwrap();
+        let count = |c: &crate::mask::CompiledMasks| c.text.as_ref().map_or(0, |t| t.rules.len());
+        assert_eq!(count(&compiled), count(&once));
     }
 
     #[test]
