@@ -14,11 +14,13 @@
 //! `exempt_groups` are never held. Whatever the date, result columns named
 //! in `mask_columns` are masked.
 //!
-//! As a component (what the gateway loads):
+//! As a component (what the gateway loads), through the real engine with the
+//! fixtures beside this file (`tests/tests/policy_cli.rs` does the same):
 //!
 //! ```sh
 //! cargo build -p gatehouse-sdk --example change_freeze --profile wasm --target wasm32-wasip2
-//! gatehouse policy check target/wasm32-wasip2/wasm/examples/change_freeze.wasm
+//! gatehouse policy test target/wasm32-wasip2/wasm/examples/change_freeze.wasm \
+//!     --fixtures sdk/examples/change_freeze.yaml
 //! ```
 
 use gatehouse_sdk::prelude::*;
