@@ -14,20 +14,24 @@ toolchain:
 plugins: toolchain
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) $(GUEST_FLAGS)
 
-# The same SQL policy in Rust, Python and JavaScript (policy-examples/), each
-# built from wit/ into target/policy-examples/. tests/tests/policy_examples.rs
-# builds them itself when they are missing, so `make test` does not wait on
-# componentize-py and ComponentizeJS (about a minute together).
+# The same SQL policy in Rust, Python and JavaScript, and an HTTP policy in
+# Python (policy-examples/), each built from wit/ into target/policy-examples/.
+# tests/tests/policy_examples.rs builds them itself when they are missing, so
+# `make test` does not wait on componentize-py and ComponentizeJS (about a
+# minute together).
 EXAMPLES_OUT := target/policy-examples
 
-examples: $(EXAMPLES_OUT)/rust-sql.wasm $(EXAMPLES_OUT)/python-sql.wasm $(EXAMPLES_OUT)/js-sql.wasm
+examples: $(EXAMPLES_OUT)/rust-sql.wasm $(EXAMPLES_OUT)/python-sql.wasm $(EXAMPLES_OUT)/js-sql.wasm $(EXAMPLES_OUT)/python-http.wasm
 
-$(EXAMPLES_OUT)/rust-sql.wasm: toolchain policy-examples/rust-sql/src/lib.rs $(wildcard wit/*.wit)
+$(EXAMPLES_OUT)/rust-sql.wasm: toolchain policy-examples/rust-sql/src/lib.rs $(wildcard wit/*.wit sdk/src/*.rs sdk/src/*/*.rs)
 	$(CARGO) build --profile wasm --target $(WASM_TARGET) -p rust-sql
 	mkdir -p $(EXAMPLES_OUT) && cp target/$(WASM_TARGET)/wasm/rust_sql.wasm $@
 
 $(EXAMPLES_OUT)/python-sql.wasm: target/py/.componentize-py-0.25.1 policy-examples/python-sql/app.py $(wildcard wit/*.wit)
 	$(MAKE) -C policy-examples/python-sql build COMPONENTIZE_PY=$(CURDIR)/target/py/bin/componentize-py
+
+$(EXAMPLES_OUT)/python-http.wasm: target/py/.componentize-py-0.25.1 policy-examples/python-http/app.py $(wildcard wit/*.wit)
+	$(MAKE) -C policy-examples/python-http build COMPONENTIZE_PY=$(CURDIR)/target/py/bin/componentize-py
 
 $(EXAMPLES_OUT)/js-sql.wasm: policy-examples/js-sql/node_modules/.package-lock.json policy-examples/js-sql/policy.js $(wildcard wit/*.wit)
 	$(MAKE) -C policy-examples/js-sql build

@@ -198,9 +198,12 @@ fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_micros() as u64)
 }
 
+/// Loads a policy version for a settings text.
+type LoadFn<'a> = Box<dyn Fn(&str) -> Result<LoadedPolicy, PolicyError> + 'a>;
+
 /// Loads the policy once per distinct settings text.
 pub struct PolicyVariants<'a> {
-    load: Box<dyn Fn(&str) -> Result<LoadedPolicy, PolicyError> + 'a>,
+    load: LoadFn<'a>,
     default_settings: String,
     loaded: HashMap<String, Arc<LoadedPolicy>>,
 }

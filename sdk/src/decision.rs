@@ -24,6 +24,33 @@ use crate::types::{Approval, ApprovalScope, Decision, Grant, MaskRule, Verdict};
 /// The approval timeout used when none is set: five minutes.
 pub const DEFAULT_APPROVAL_TIMEOUT_SECS: u32 = 300;
 
+/// The longest deny or approval reason the host accepts; a longer one makes
+/// the decision "bad output" (the policy's failure mode). Reasons built from
+/// request data (SQL text, paths) should go through [`clip_reason`].
+pub const MAX_REASON_BYTES: usize = 2048;
+
+/// Cuts `reason` to [`MAX_REASON_BYTES`] on a character boundary, ending
+/// with `…` when it was cut.
+///
+/// ```
+/// use gatehouse_sdk::decision::{MAX_REASON_BYTES, clip_reason};
+///
+/// assert_eq!(clip_reason("short".into()), "short");
+/// let long = clip_reason("é".repeat(MAX_REASON_BYTES));
+/// assert!(long.len() <= MAX_REASON_BYTES && long.ends_with('…'));
+/// ```
+pub fn clip_reason(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES - '…'.len_utf8();
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
+}
+
 /// Let the request through unchanged.
 pub fn allow() -> Decision {
     Decision::from_verdict(Verdict::Allow)
@@ -98,6 +125,28 @@ impl ApprovalBuilder {
             duration_secs,
         });
         self
+    }
+
+    /// A grant keyed `key` for `duration_secs` when that is above zero,
+    /// else [`once`](Self::once): the shape of the `grant_secs` setting the
+    /// shipped policies share (0 means "this request only").
+    ///
+    /// ```
+    /// use gatehouse_sdk::require_approval;
+    /// use gatehouse_sdk::types::ApprovalScope;
+    ///
+    /// let held = |grant_secs| require_approval("deploys need approval")
+    ///     .grant_or_once("POST /deploy", grant_secs)
+    ///     .build();
+    /// assert_eq!(held(0).approval().unwrap().scope, ApprovalScope::Once);
+    /// assert!(matches!(held(600).approval().unwrap().scope, ApprovalScope::Grant(_)));
+    /// ```
+    pub fn grant_or_once(self, key: impl Into<String>, duration_secs: u32) -> Self {
+        if duration_secs > 0 {
+            self.grant(key, duration_secs)
+        } else {
+            self.once()
+        }
     }
 
     /// Adds an audit annotation.

@@ -2,8 +2,43 @@
 
 /// Generates the bindings for a policy and exports it.
 ///
-/// ```ignore
-/// gatehouse_sdk::export_policy!(MyPolicy, wit: "../../wit", hooks: [http]);
+/// ```
+/// use gatehouse_sdk::prelude::*;
+///
+/// // In a plugin crate under `plugins/`, `wit` would be "../../wit".
+/// gatehouse_sdk::export_policy!(MyPolicy, wit: "../wit", hooks: [http]);
+///
+/// struct MyPolicy;
+///
+/// // The component exports `meta` and exactly the listed hooks: the compiler
+/// // asks for `bindings::meta::Guest` and one `Guest` per hook.
+/// impl bindings::meta::Guest for MyPolicy {
+///     fn describe() -> bindings::meta::Description {
+///         bindings::meta::Description {
+///             name: "my-policy".into(),
+///             version: "0.1.0".into(),
+///             summary: "Allows everything".into(),
+///             protocols: vec![Protocol::Http],
+///             settings_schema: String::new(),
+///         }
+///     }
+///     fn validate_config(_settings: String) -> Result<(), String> {
+///         Ok(())
+///     }
+/// }
+///
+/// impl bindings::http::Guest for MyPolicy {
+///     fn on_request(_: Context, _: bindings::http::HttpRequest) -> Decision {
+///         allow()
+///     }
+///     fn on_response(_: Context, _: bindings::http::HttpRequest, _: bindings::http::HttpResponse) -> Decision {
+///         allow()
+///     }
+/// }
+/// # fn main() {
+/// use bindings::meta::Guest as _;
+/// assert_eq!(MyPolicy::describe().name, "my-policy");
+/// # }
 /// ```
 ///
 /// - `MyPolicy`: an identifier naming a type that implements

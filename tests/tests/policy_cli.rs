@@ -352,6 +352,35 @@ fn a_new_rust_policy_builds_and_passes_its_fixtures() {
     assert_eq!(report["policy"], "no-drops 0.1.0");
 }
 
+/// The SDK's example policy is a real component: built for wasm32-wasip2,
+/// it passes its fixtures through the engine.
+#[test]
+fn the_sdk_example_builds_and_passes_its_fixtures() {
+    let build = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "-p",
+            "gatehouse-sdk",
+            "--example",
+            "change_freeze",
+            "--profile",
+            "wasm",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", text(&build));
+    let wasm = root().join("target/wasm32-wasip2/wasm/examples/change_freeze.wasm");
+    let (out, report) = policy_test_json(&wasm, &root().join("sdk/examples/change_freeze.yaml"));
+    assert!(out.status.success(), "{}", failures(&report));
+    // (No `policy` name in the report: without settings naming approvers the
+    // policy refuses to load, so the default load that describes it fails.)
+    assert_eq!(report["passed"], 5, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+}
+
 #[test]
 fn a_new_python_policy_builds_and_makes_the_same_decisions() {
     let componentize = root().join("target/py/bin/componentize-py");

@@ -1,10 +1,14 @@
-//! The same SQL policy in three languages (`policy-examples/`): the Rust,
-//! Python (componentize-py) and JavaScript (ComponentizeJS) components pass
-//! one shared fixture set offline, and, loaded side by side into a running
-//! gateway, make the same decisions for a real PostgreSQL client: DROP
-//! refused with 42501 unless the caller is in `dba`, the `email` column
-//! masked. A truncated component dropped in beside them is reported as a load
-//! error while the three keep serving.
+//! The policies of `policy-examples/`. The same SQL policy in three
+//! languages: the Rust, Python (componentize-py) and JavaScript
+//! (ComponentizeJS) components pass one shared fixture set offline, and,
+//! loaded side by side into a running gateway, make the same decisions for
+//! a real PostgreSQL client: DROP refused with 42501 unless the caller is in
+//! `dba`, the `email` column masked. A truncated component dropped in beside
+//! them is reported as a load error while the three keep serving. The HTTP
+//! policy in Python passes its fixtures and decides for curl through a
+//! running gateway: DELETE refused unless the caller is in `ops`, e-mail
+//! addresses masked in responses. And every example is what `gatehouse
+//! policy new` generates for its language and hook, so the two cannot drift.
 //!
 //! The components are built here with `make examples` (incremental; about a
 //! minute from scratch: componentize-py and ComponentizeJS, the latter
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use gatehouse_tests::pg_client::connect;
 use gatehouse_tests::pg_cluster::PgCluster;
-use gatehouse_tests::{Gatehouse, GatehouseBuilder, gatehouse_bin, root};
+use gatehouse_tests::{Gatehouse, GatehouseBuilder, Upstream, gatehouse_bin, root};
 use serde_json::{Value, json};
 
 const LANGS: [&str; 3] = ["rust", "python", "js"];
@@ -26,8 +30,8 @@ const LANGS: [&str; 3] = ["rust", "python", "js"];
 /// the deadline such a policy would be given.
 const TIMEOUT_MS: &str = "2000";
 
-/// Builds the three examples once per test binary; returns the folder
-/// holding `rust-sql.wasm`, `python-sql.wasm` and `js-sql.wasm`.
+/// Builds the examples once per test binary; returns the folder holding
+/// `rust-sql.wasm`, `python-sql.wasm`, `js-sql.wasm` and `python-http.wasm`.
 fn examples() -> PathBuf {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
@@ -57,26 +61,142 @@ fn wasm(lang: &str) -> PathBuf {
     examples().join(format!("{lang}-sql.wasm"))
 }
 
+/// `gatehouse policy test` on an example; the JSON report.
+fn policy_test(example: &str, fixtures: &str) -> Value {
+    let out = Command::new(gatehouse_bin())
+        .args(["policy", "test"])
+        .arg(examples().join(format!("{example}.wasm")))
+        .arg("--fixtures")
+        .arg(root().join("policy-examples/fixtures").join(fixtures))
+        .args(["--timeout-ms", TIMEOUT_MS, "--format", "json"])
+        .env("GATEHOUSE_LOG", "warn")
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{example}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{example}: {report}");
+    assert_eq!(report["failed"], 0, "{example}: {report}");
+    assert_eq!(report["policy"], format!("{example} 0.1.0"));
+    report
+}
+
 #[test]
 fn every_language_passes_the_shared_fixtures() {
-    let fixtures = root().join("policy-examples/fixtures/sql");
     for lang in LANGS {
+        let report = policy_test(&format!("{lang}-sql"), "sql");
+        assert_eq!(report["passed"], 4, "{lang}: {report}");
+    }
+}
+
+#[test]
+fn the_python_http_policy_passes_its_fixtures() {
+    let report = policy_test("python-http", "http");
+    assert_eq!(report["passed"], 3, "{report}");
+}
+
+/// An example as `gatehouse policy new` generates it for its language and
+/// hook: each generated file and the example file it must equal.
+struct Generated {
+    lang: &'static str,
+    name: &'static str,
+    hook: &'static str,
+    files: &'static [(&'static str, &'static str)],
+}
+
+const GENERATED: &[Generated] = &[
+    Generated {
+        lang: "rust",
+        name: "rust-sql",
+        hook: "postgres",
+        files: &[
+            ("src/lib.rs", "rust-sql/src/lib.rs"),
+            ("fixtures/postgres.yaml", "fixtures/sql/postgres.yaml"),
+        ],
+    },
+    Generated {
+        lang: "python",
+        name: "python-sql",
+        hook: "postgres",
+        files: &[("app.py", "python-sql/app.py")],
+    },
+    Generated {
+        lang: "js",
+        name: "js-sql",
+        hook: "postgres",
+        files: &[("policy.js", "js-sql/policy.js")],
+    },
+    Generated {
+        lang: "python",
+        name: "python-http",
+        hook: "http",
+        files: &[
+            ("app.py", "python-http/app.py"),
+            ("fixtures/http.yaml", "fixtures/http/http.yaml"),
+        ],
+    },
+];
+
+/// No drift between the templates and the examples: each example's policy
+/// source and fixture are byte for byte what `gatehouse policy new`
+/// generates, except that the Rust example builds from the repository's
+/// contract (`wit: "../../wit"`) instead of a copy. After changing a
+/// template, `GATEHOUSE_BLESS_EXAMPLES=1` rewrites the examples (then review
+/// the diff and rebuild them with `make examples`).
+#[test]
+fn examples_are_what_policy_new_generates() {
+    let bless = std::env::var_os("GATEHOUSE_BLESS_EXAMPLES").is_some();
+    let dir = tempfile::tempdir().unwrap();
+    let mut drifted = Vec::new();
+    for Generated {
+        lang,
+        name,
+        hook,
+        files,
+    } in GENERATED
+    {
         let out = Command::new(gatehouse_bin())
-            .args(["policy", "test"])
-            .arg(wasm(lang))
-            .arg("--fixtures")
-            .arg(&fixtures)
-            .args(["--timeout-ms", TIMEOUT_MS, "--format", "json"])
-            .env("GATEHOUSE_LOG", "warn")
+            .args([
+                "policy", "new", name, "--lang", lang, "--hook", hook, "--dir",
+            ])
+            .arg(dir.path())
             .output()
             .unwrap();
-        let report: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("{lang}: {}", String::from_utf8_lossy(&out.stderr)));
-        assert!(out.status.success(), "{lang}: {report}");
-        assert_eq!(report["failed"], 0, "{lang}: {report}");
-        assert_eq!(report["passed"], 4, "{lang}: {report}");
-        assert_eq!(report["policy"], format!("{lang}-sql 0.1.0"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (generated, example) in *files {
+            let mut want = std::fs::read_to_string(dir.path().join(name).join(generated)).unwrap();
+            if *lang == "rust" {
+                want = want.replace(r#"wit: "wit""#, r#"wit: "../../wit""#);
+            }
+            let path = root().join("policy-examples").join(example);
+            if bless {
+                std::fs::write(&path, &want).unwrap();
+                continue;
+            }
+            let have = std::fs::read_to_string(&path).unwrap_or_default();
+            if have != want {
+                let line = have
+                    .lines()
+                    .zip(want.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(have.lines().count().min(want.lines().count()));
+                drifted.push(format!(
+                    "policy-examples/{example} differs from `gatehouse policy new {name} --lang {lang} --hook {hook}` ({generated}) at line {}:\n  example:   {:?}\n  generated: {:?}",
+                    line + 1,
+                    have.lines().nth(line).unwrap_or("<end>"),
+                    want.lines().nth(line).unwrap_or("<end>"),
+                ));
+            }
+        }
     }
+    assert!(
+        drifted.is_empty(),
+        "{}\nchange the template (host/src/cli/policy_new*), or rewrite the examples from it with GATEHOUSE_BLESS_EXAMPLES=1",
+        drifted.join("\n")
+    );
 }
 
 /// Copies a component into the gateway's policy folder the way operators
@@ -257,4 +377,49 @@ async fn every_language_decides_the_same_in_a_running_gateway() {
         assert_eq!(got.rows, expected.rows, "{lang}");
         assert!(got.drop_by_dba.starts_with("42P01"), "{lang}: {got:?}");
     }
+}
+
+/// The HTTP policy in Python through a running gateway, for curl: a DELETE
+/// from outside `ops` refused with the policy's reason, the same DELETE from
+/// `ops` forwarded, and the e-mail address in an upstream answer masked.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_http_decides_for_curl_in_a_running_gateway() {
+    let bytes = std::fs::read(examples().join("python-http.wasm")).unwrap();
+    let upstream = Upstream::start().await;
+    let gh = GatehouseBuilder::new()
+        .config(&format!("[policies.defaults]\ntimeout_ms = {TIMEOUT_MS}"))
+        .http_connection("api", &upstream.url(), &["python-http"], "")
+        .start();
+    let settings = json!({"allow_groups": ["ops"]});
+    deploy(gh.dir(), "python-http", &bytes, Some(&settings));
+    wait_until_loaded(&gh, &["python-http".to_string()]).await;
+    let dev = gh.create_key("app-bot", &["dev"]);
+    let ops = gh.create_key("ops-bot", &["ops"]);
+    // (status, body) of one curl request.
+    let curl = |method: &str, path: &str, key: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-X", method, "-w", "\n%{http_code}", "-H"])
+            .arg(format!("Authorization: Bearer {key}"))
+            .arg(gh.url("api", path))
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').expect("status line");
+        (status.to_string(), body.to_string())
+    };
+
+    let (status, body) = curl("DELETE", "/items/1", &dev);
+    assert_eq!(status, "403", "{body}");
+    assert!(
+        body.contains("DELETE needs one of the allowed groups"),
+        "{body}"
+    );
+    assert_eq!(
+        curl("DELETE", "/items/1", &ops),
+        ("200".to_string(), "ok DELETE /items/1".to_string())
+    );
+    let (status, body) = curl("GET", "/json", &dev);
+    assert_eq!(status, "200", "{body}");
+    assert!(body.contains("[MASKED:email]"), "{body}");
+    assert!(!body.contains("alice@example.com"), "{body}");
 }

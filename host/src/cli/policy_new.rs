@@ -236,12 +236,10 @@ fn parse(json: &str) -> Result<Settings, String> {
 
 static SETTINGS: SettingsCache<Settings> = SettingsCache::new();
 
-/// The parsed settings, or a deny if they do not parse (fail closed).
+/// The parsed settings, or a deny if they do not parse (fail closed; the
+/// gateway refuses such settings at load, so this is the last line).
 fn current_settings() -> Result<Arc<Settings>, Decision> {
-    SETTINGS.get(parse).map_err(|e| {
-        log::error("settings are invalid", &[("error", &e)]);
-        deny(format!("@NAME@ is misconfigured: {e}"))
-    })
+    SETTINGS.get_or_deny("@NAME@", parse)
 }
 
 pub struct Policy;

@@ -3,7 +3,8 @@
 //! positives (checksums, reserved ranges, entropy: `checks`) and a span that
 //! narrows what is masked to the value of a `key = value` match.
 //!
-//! - `secrets`: credentials (gitleaks' families);
+//! - `secrets`: credentials (gitleaks' families; `secrets/services.rs` the
+//!   prefixed tokens of third-party services);
 //! - `pii`: personal data.
 
 pub mod checks;
@@ -14,12 +15,18 @@ use std::ops::Range;
 
 pub use checks::luhn;
 
+/// A check a candidate match must pass to be masked.
+pub type Check = fn(&[u8]) -> bool;
+
+/// The part of a match that is masked, e.g. the value of `key = value`.
+pub type ValueSpan = fn(&[u8]) -> Range<usize>;
+
 pub struct Detector {
     pub name: &'static str,
     pub pattern: &'static str,
-    pub validate: Option<fn(&[u8]) -> bool>,
+    pub validate: Option<Check>,
     /// The part of a match that is masked (the whole match when `None`).
-    pub value: Option<fn(&[u8]) -> Range<usize>>,
+    pub value: Option<ValueSpan>,
 }
 
 impl Detector {
@@ -32,19 +39,23 @@ impl Detector {
         }
     }
 
-    pub const fn checked(mut self, check: fn(&[u8]) -> bool) -> Self {
+    pub const fn checked(mut self, check: Check) -> Self {
         self.validate = Some(check);
         self
     }
 
-    pub const fn value(mut self, span: fn(&[u8]) -> Range<usize>) -> Self {
+    pub const fn value(mut self, span: ValueSpan) -> Self {
         self.value = Some(span);
         self
     }
 }
 
 fn all() -> impl Iterator<Item = &'static Detector> {
-    secrets::SECRETS.iter().chain(pii::PII)
+    secret_detectors().chain(pii::PII)
+}
+
+fn secret_detectors() -> impl Iterator<Item = &'static Detector> {
+    secrets::SECRETS.iter().chain(secrets::SERVICES)
 }
 
 pub fn find(name: &str) -> Option<&'static Detector> {
@@ -57,7 +68,7 @@ pub fn names() -> Vec<&'static str> {
 
 /// The credential detectors, by name.
 pub fn secret_names() -> Vec<&'static str> {
-    secrets::SECRETS.iter().map(|d| d.name).collect()
+    secret_detectors().map(|d| d.name).collect()
 }
 
 /// The personal-data detectors, by name.
@@ -128,9 +139,17 @@ mod tests {
                 method: crate::mask::MaskMethod::Redact,
             })
             .collect();
-        crate::mask::MaskCompiler::new(b"k".to_vec())
+        let once = crate::mask::MaskCompiler::new(b"k".to_vec())
             .compile(&rules, &[])
             .unwrap();
+        // A chain repeats lists (a policy's request and response decisions,
+        // two policies naming the same detectors): each rule counts once.
+        let twice = [rules.clone(), rules].concat();
+        let compiled = crate::mask::MaskCompiler::new(b"k".to_vec())
+            .compile(&twice, &[])
+            .unwrap();
+        let count = |c: &crate::mask::CompiledMasks| c.text.as_ref().map_or(0, |t| t.rules.len());
+        assert_eq!(count(&compiled), count(&once));
     }
 
     #[test]

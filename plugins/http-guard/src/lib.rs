@@ -16,7 +16,7 @@ use std::sync::Arc;
 use gatehouse_sdk::settings::SettingsCache;
 
 use gatehouse_sdk::types::{Context, Decision, Protocol};
-use gatehouse_sdk::{allow, deny, log, mask, require_approval};
+use gatehouse_sdk::{allow, deny, mask, require_approval};
 
 pub use config::{Config, KNOWN_METHODS};
 
@@ -86,21 +86,17 @@ pub fn decide_request(config: &Config, ctx: &Context, method: &str, path: &str) 
         .enumerate()
         .find(|(_, r)| r.matcher.matches(method, path) && !exempt(&r.matcher.unless_groups))
     {
-        let builder = require_approval(rule.reason.clone())
+        let key = format!(
+            "{} {}",
+            method.to_ascii_uppercase(),
+            rule.matcher.grant_path()
+        );
+        return require_approval(rule.reason.clone())
             .approvers(rule.approver_groups.iter().cloned())
             .timeout_secs(rule.timeout_secs)
-            .annotate("rule", format!("approve[{i}]"));
-        let builder = if rule.grant_secs > 0 {
-            let key = format!(
-                "{} {}",
-                method.to_ascii_uppercase(),
-                rule.matcher.grant_path()
-            );
-            builder.grant(key, rule.grant_secs)
-        } else {
-            builder.once()
-        };
-        return builder.build();
+            .grant_or_once(key, rule.grant_secs)
+            .annotate("rule", format!("approve[{i}]"))
+            .build();
     }
     if !config.mask_request.is_empty() {
         return mask(config.mask_request.iter().cloned()).annotate("rule", "mask_request");
@@ -114,10 +110,7 @@ static CACHE: SettingsCache<Config> = SettingsCache::new();
 /// The parsed settings, or a fail-closed deny if they do not parse (the host
 /// validates at load, so this only happens if it skipped `validate-config`).
 fn current_config() -> Result<Arc<Config>, Decision> {
-    CACHE.get(config::parse).map_err(|e| {
-        log::error("http-guard settings are invalid", &[("error", &e)]);
-        deny(format!("http-guard is misconfigured: {e}")).annotate("rule", "settings")
-    })
+    CACHE.get_or_deny("http-guard", config::parse)
 }
 
 #[cfg(test)]

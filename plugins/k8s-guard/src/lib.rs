@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use gatehouse_sdk::settings::SettingsCache;
 use gatehouse_sdk::types::{Context, Decision, Protocol};
-use gatehouse_sdk::{MaskRule, allow, deny, log, mask, require_approval};
+use gatehouse_sdk::{MaskRule, allow, deny, mask, require_approval};
 
 pub use config::Config;
 
@@ -245,10 +245,7 @@ static CACHE: SettingsCache<Config> = SettingsCache::new();
 /// The parsed settings, or a fail-closed deny if they do not parse (the host
 /// validates at load, so this only happens if it skipped `validate-config`).
 fn current_config() -> Result<Arc<Config>, Decision> {
-    CACHE.get(config::parse).map_err(|e| {
-        log::error("k8s-guard settings are invalid", &[("error", &e)]);
-        deny(format!("k8s-guard is misconfigured: {e}")).annotate("rule", "settings")
-    })
+    CACHE.get_or_deny("k8s-guard", config::parse)
 }
 
 #[cfg(test)]

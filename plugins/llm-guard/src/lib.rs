@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use gatehouse_sdk::settings::SettingsCache;
 use gatehouse_sdk::types::{Context, Decision, Protocol};
-use gatehouse_sdk::{allow, deny, log, mask, require_approval};
+use gatehouse_sdk::{allow, deny, mask, require_approval};
 
 pub use config::{BUILTIN_PROMPT_RULES, Config, glob_match};
 
@@ -138,18 +138,14 @@ pub fn decide_request(config: &Config, ctx: &Context, request: &LlmRequest) -> D
             .reason
             .clone()
             .unwrap_or_else(|| format!("prompts to model {} need approval", request.model));
-        let builder = require_approval(reason)
-            .approvers(rule.approver_groups.iter().cloned())
-            .timeout_secs(rule.timeout_secs)
-            .annotate("rule", format!("approve_models[{i}]"));
-        let builder = if rule.grant_secs > 0 {
-            builder.grant(format!("model {}", request.model), rule.grant_secs)
-        } else {
-            builder.once()
-        };
         // One decision has one verdict: a held prompt is not masked by this
         // policy (see the README for pairing it with a masking instance).
-        return builder.build();
+        return require_approval(reason)
+            .approvers(rule.approver_groups.iter().cloned())
+            .timeout_secs(rule.timeout_secs)
+            .grant_or_once(format!("model {}", request.model), rule.grant_secs)
+            .annotate("rule", format!("approve_models[{i}]"))
+            .build();
     }
     if !config.mask.is_empty() {
         return mask(config.mask.iter().cloned()).annotate("rule", "mask");
@@ -160,12 +156,10 @@ pub fn decide_request(config: &Config, ctx: &Context, request: &LlmRequest) -> D
 /// Settings parsed once per distinct settings string (regexes compile once).
 static CACHE: SettingsCache<Config> = SettingsCache::new();
 
-/// The parsed settings, or a fail-closed deny if they do not parse.
+/// The parsed settings, or a fail-closed deny if they do not parse (the host
+/// validates at load, so this only happens if it skipped `validate-config`).
 fn current_config() -> Result<Arc<Config>, Decision> {
-    CACHE.get(config::parse).map_err(|e| {
-        log::error("llm-guard settings are invalid", &[("error", &e)]);
-        deny(format!("llm-guard is misconfigured: {e}")).annotate("rule", "settings")
-    })
+    CACHE.get_or_deny("llm-guard", config::parse)
 }
 
 #[cfg(test)]

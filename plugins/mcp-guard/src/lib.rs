@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use gatehouse_sdk::settings::SettingsCache;
 use gatehouse_sdk::types::{Context, Decision, Protocol};
-use gatehouse_sdk::{allow, deny, log, mask, require_approval};
+use gatehouse_sdk::{allow, deny, mask, require_approval};
 
 pub use config::{Config, Listing, NamePattern, Unknown};
 
@@ -147,17 +147,13 @@ pub fn decide_request(config: &Config, ctx: &Context, request: &McpRequest) -> D
             .reason
             .clone()
             .unwrap_or_else(|| format!("tool {tool} may make destructive changes"));
-        let builder = require_approval(reason)
+        return require_approval(reason)
             .approvers(rule.approver_groups.iter().cloned())
             .timeout_secs(rule.timeout_secs)
+            .grant_or_once(format!("tools/call {tool}"), rule.grant_secs)
             .annotate("rule", "approve_destructive")
-            .annotate("tool", tool);
-        let builder = if rule.grant_secs > 0 {
-            builder.grant(format!("tools/call {tool}"), rule.grant_secs)
-        } else {
-            builder.once()
-        };
-        return builder.build();
+            .annotate("tool", tool)
+            .build();
     }
     allow()
 }
@@ -188,10 +184,7 @@ static CACHE: SettingsCache<Config> = SettingsCache::new();
 /// The parsed settings, or a fail-closed deny if they do not parse (the host
 /// validates at load, so this only happens if it skipped `validate-config`).
 fn current_config() -> Result<Arc<Config>, Decision> {
-    CACHE.get(config::parse).map_err(|e| {
-        log::error("mcp-guard settings are invalid", &[("error", &e)]);
-        deny(format!("mcp-guard is misconfigured: {e}")).annotate("rule", "settings")
-    })
+    CACHE.get_or_deny("mcp-guard", config::parse)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use gatehouse_sdk::settings::SettingsCache;
 use gatehouse_sdk::types::{Context, Decision, Protocol};
-use gatehouse_sdk::{CACHE_SCOPE_COLUMNS, CACHE_SCOPE_STATEMENT, MaskRule, allow, deny, log, mask};
+use gatehouse_sdk::{CACHE_SCOPE_COLUMNS, CACHE_SCOPE_STATEMENT, MaskRule, allow, mask};
 
 pub use config::{Config, parse};
 
@@ -76,20 +76,15 @@ pub fn decide_columns(config: &Config, ctx: &Context, columns: &[Column]) -> Dec
 
 static CACHE: SettingsCache<Config> = SettingsCache::new();
 
-/// The parsed settings.
-pub fn config() -> Result<Arc<Config>, String> {
-    CACHE.get(config::parse)
-}
-
-fn misconfigured(e: String) -> Decision {
-    log::error("pii settings are invalid", &[("error", &e)]);
-    deny(format!("pii is misconfigured: {e}")).annotate("rule", "settings")
+/// The parsed settings, or a fail-closed deny if they do not parse.
+pub fn config() -> Result<Arc<Config>, Decision> {
+    CACHE.get_or_deny("pii", config::parse)
 }
 
 fn text(ctx: &Context, direction: Direction) -> Decision {
     match config() {
         Ok(c) => decide_text(&c, ctx, direction),
-        Err(e) => misconfigured(e),
+        Err(d) => d,
     }
 }
 
@@ -155,7 +150,7 @@ impl bindings::postgres::Guest for Pii {
     fn on_query(_ctx: Context, _query: bindings::postgres::Query) -> Decision {
         match config() {
             Ok(_) => allow().cacheable(CACHE_SCOPE_STATEMENT),
-            Err(e) => misconfigured(e),
+            Err(d) => d,
         }
     }
 
@@ -167,7 +162,7 @@ impl bindings::postgres::Guest for Pii {
     ) -> Decision {
         match config() {
             Ok(c) => decide_columns(&c, &ctx, &columns).cacheable(CACHE_SCOPE_COLUMNS),
-            Err(e) => misconfigured(e),
+            Err(d) => d,
         }
     }
 }

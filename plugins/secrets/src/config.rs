@@ -39,21 +39,23 @@ pub fn parse(json: &str) -> Result<Config, String> {
         ],
     )?;
     let method = mask_method(top.get("method"), "")?;
-    let families = match top.get("families") {
-        None | Some(Value::Null) => families::family_names()
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        Some(_) => string_list(top, "families", "")?,
-    };
-    for (i, f) in families.iter().enumerate() {
-        if families::family(f).is_none() {
-            return Err(format!(
-                "families[{i}]: unknown family \"{f}\" (known: {})",
-                families::family_names().join(", ")
-            ));
+    // Aliases expand to their members; the rules follow FAMILIES' order, so
+    // a family named twice (or through an alias) gives its rules once.
+    let families: Vec<&str> = match top.get("families") {
+        None | Some(Value::Null) => FAMILIES.iter().map(|(n, _)| *n).collect(),
+        Some(_) => {
+            let mut selected = Vec::new();
+            for (i, f) in string_list(top, "families", "")?.iter().enumerate() {
+                selected.extend(families::expand(f).ok_or_else(|| {
+                    format!(
+                        "families[{i}]: unknown family \"{f}\" (known: {})",
+                        families::family_names().join(", ")
+                    )
+                })?);
+            }
+            selected
         }
-    }
+    };
     let exclude = string_list(top, "exclude", "")?;
     for (i, d) in exclude.iter().enumerate() {
         if !families::is_detector(d) {
@@ -62,7 +64,7 @@ pub fn parse(json: &str) -> Result<Config, String> {
     }
     let mut rules: Vec<MaskRule> = FAMILIES
         .iter()
-        .filter(|(name, _)| families.iter().any(|f| f == name))
+        .filter(|(name, _)| families.contains(name))
         .flat_map(|(_, detectors)| detectors.iter())
         .filter(|d| !exclude.iter().any(|e| e == *d))
         .map(|d| MaskRule::detector(*d).with_method(method))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use gatehouse_sdk::settings::SettingsCache;
 use gatehouse_sdk::types::{Context, Decision, Protocol};
-use gatehouse_sdk::{CACHE_SCOPE_COLUMNS, CACHE_SCOPE_STATEMENT, allow, deny, log, mask};
+use gatehouse_sdk::{CACHE_SCOPE_COLUMNS, CACHE_SCOPE_STATEMENT, allow, mask};
 
 pub use config::{Config, parse};
 
@@ -46,21 +46,16 @@ pub fn decide(config: &Config, ctx: &Context, direction: Direction) -> Decision 
 
 static CACHE: SettingsCache<Config> = SettingsCache::new();
 
+/// The parsed settings, or a fail-closed deny if they do not parse.
+pub fn config() -> Result<Arc<Config>, Decision> {
+    CACHE.get_or_deny("secrets", config::parse)
+}
+
 fn current(ctx: &Context, direction: Direction) -> Decision {
-    match CACHE.get(config::parse) {
+    match config() {
         Ok(config) => decide(&config, ctx, direction),
-        Err(e) => misconfigured(e),
+        Err(d) => d,
     }
-}
-
-fn misconfigured(e: String) -> Decision {
-    log::error("secrets settings are invalid", &[("error", &e)]);
-    deny(format!("secrets is misconfigured: {e}")).annotate("rule", "settings")
-}
-
-/// The parsed settings (for native tests).
-pub fn config() -> Result<Arc<Config>, String> {
-    CACHE.get(config::parse)
 }
 
 impl bindings::meta::Guest for Secrets {
@@ -126,7 +121,7 @@ impl bindings::postgres::Guest for Secrets {
     fn on_query(_ctx: Context, _query: bindings::postgres::Query) -> Decision {
         match config() {
             Ok(_) => allow().cacheable(CACHE_SCOPE_STATEMENT),
-            Err(e) => misconfigured(e),
+            Err(d) => d,
         }
     }
 

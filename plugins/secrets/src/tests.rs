@@ -85,3 +85,58 @@ fn extra_patterns_keep_their_own_method() {
         })
     );
 }
+
+#[test]
+fn saas_stands_for_every_service_category_once() {
+    let saas = parse(r#"{"families": ["saas"]}"#).unwrap();
+    let spelled =
+        parse(r#"{"families": ["ai", "cloud", "devtools", "messaging", "payment", "registry"]}"#)
+            .unwrap();
+    assert_eq!(saas.rules, spelled.rules);
+    assert!(saas.rules.len() > 60, "{}", saas.rules.len());
+    // Named twice, directly and through the alias: its rules once.
+    let twice = parse(r#"{"families": ["cloud", "saas", "cloud"]}"#).unwrap();
+    assert_eq!(twice.rules, saas.rules);
+}
+
+/// The detector names in the host's credential detector sources, read from
+/// `Detector::new("name", ...)`.
+fn host_detectors() -> Vec<String> {
+    let sources = [
+        include_str!("../../../host/src/mask/detectors/secrets.rs"),
+        include_str!("../../../host/src/mask/detectors/secrets/services.rs"),
+    ];
+    let mut names = Vec::new();
+    for src in sources {
+        for part in src.split("Detector::new(").skip(1) {
+            let name = part
+                .trim_start()
+                .strip_prefix('"')
+                .and_then(|rest| rest.split('"').next())
+                .expect("a detector name");
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn every_host_credential_detector_is_in_exactly_one_family() {
+    let host = host_detectors();
+    assert!(host.len() > 80, "{}", host.len());
+    for name in &host {
+        let n = families::FAMILIES
+            .iter()
+            .filter(|(_, ds)| ds.contains(&name.as_str()))
+            .count();
+        assert_eq!(n, 1, "{name} is in {n} families");
+    }
+    for (family, detectors) in families::FAMILIES {
+        for d in *detectors {
+            assert!(
+                host.iter().any(|h| h == d),
+                "{family}: {d} is not a host detector"
+            );
+        }
+    }
+}

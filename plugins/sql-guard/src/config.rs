@@ -45,7 +45,7 @@ pub const DEFAULT_TIMEOUT_SECS: u32 = 300;
 /// Longest approval wait the host accepts.
 pub const MAX_TIMEOUT_SECS: u32 = 24 * 3600;
 /// Longest reason the host accepts, in bytes.
-pub const MAX_REASON_BYTES: usize = 2048;
+pub use gatehouse_sdk::decision::MAX_REASON_BYTES;
 /// Most mask rules in one decision.
 pub const MAX_MASK_RULES: usize = 128;
 /// Longest mask pattern, in bytes.

@@ -22,7 +22,7 @@ use gatehouse_sdk::settings::SettingsCache;
 
 use gatehouse_sdk::types::{Context, Decision, Protocol};
 use gatehouse_sdk::{
-    CACHE_SCOPE_COLUMNS, CACHE_SCOPE_STATEMENT, allow, deny, log, mask, require_approval,
+    CACHE_SCOPE_COLUMNS, CACHE_SCOPE_STATEMENT, allow, deny, mask, require_approval,
 };
 
 pub use config::{Config, KINDS};
@@ -33,7 +33,7 @@ gatehouse_sdk::export_policy!(SqlGuard, wit: "../../wit", hooks: [postgres]);
 use bindings::meta::Description;
 use bindings::postgres::{Column, Query, Statement};
 use config::{Action, Approval, Rule, Unparsable};
-use matching::clip_reason;
+use gatehouse_sdk::decision::clip_reason;
 
 /// JSON Schema (2020-12) of the settings, returned by `describe`.
 pub const SETTINGS_SCHEMA: &str = include_str!("settings.schema.json");
@@ -94,7 +94,8 @@ pub fn decide_query(config: &Config, ctx: &Context, query: &Query) -> Decision {
                 let reason = clip_reason(format!(
                     "the query could not be parsed, so it needs approval: {error}"
                 ));
-                return approval_decision(reason, approval, None, "unparsable");
+                // Its approval has no `grant_secs` (refused at load): once.
+                return approval_decision(reason, approval, String::new(), "unparsable");
             }
             // Masks still apply: unparsable SQL must not be a way around them.
             Unparsable::Allow => {
@@ -133,8 +134,8 @@ pub fn decide_query(config: &Config, ctx: &Context, query: &Query) -> Decision {
             .reason
             .clone()
             .unwrap_or_else(|| clip_reason(format!("{} needs approval", rule.describe(statement))));
-        let grant_key = (approval.grant_secs > 0).then(|| grant_key(i, rule, &query.statements));
-        return approval_decision(reason, approval, grant_key, &format!("rules[{i}]"));
+        let key = grant_key(i, rule, &query.statements);
+        return approval_decision(reason, approval, key, &format!("rules[{i}]"));
     }
     masks(config, ctx).unwrap_or_else(allow)
 }
@@ -150,21 +151,20 @@ fn masks(config: &Config, ctx: &Context) -> Option<Decision> {
     (!rules.is_empty()).then(|| mask(rules).annotate("rule", "mask"))
 }
 
+/// A hold for `approval`: a grant keyed `grant_key` when the approval has
+/// `grant_secs`, else for this statement only.
 fn approval_decision(
     reason: String,
     approval: &Approval,
-    grant_key: Option<String>,
+    grant_key: String,
     rule: &str,
 ) -> Decision {
-    let builder = require_approval(reason)
+    require_approval(reason)
         .approvers(approval.approvers.iter().cloned())
         .timeout_secs(approval.timeout_secs)
-        .annotate("rule", rule);
-    match grant_key {
-        Some(key) => builder.grant(key, approval.grant_secs),
-        None => builder.once(),
-    }
-    .build()
+        .grant_or_once(grant_key, approval.grant_secs)
+        .annotate("rule", rule)
+        .build()
 }
 
 /// `rules[N] t1,t2`: the rule and the tables (lower-case, sorted, without
@@ -193,10 +193,7 @@ static CACHE: SettingsCache<Config> = SettingsCache::new();
 /// The parsed settings, or a fail-closed deny if they do not parse (the host
 /// validates at load, so this only happens if it skipped `validate-config`).
 fn current_config() -> Result<Arc<Config>, Decision> {
-    CACHE.get(config::parse).map_err(|e| {
-        log::error("sql-guard settings are invalid", &[("error", &e)]);
-        deny(clip_reason(format!("sql-guard is misconfigured: {e}"))).annotate("rule", "settings")
-    })
+    CACHE.get_or_deny("sql-guard", config::parse)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! `users` (the policy cannot see the session's `search_path`).
 
 use crate::bindings::postgres::{Statement, StatementKind};
-use crate::config::{MAX_REASON_BYTES, Rule};
+use crate::config::Rule;
 
 /// How many names a default reason lists before "and N more".
 const LISTED_NAMES: usize = 5;
@@ -134,17 +134,4 @@ pub fn kind_label(kind: StatementKind) -> &'static str {
         K::Call => "CALL",
         K::Other => "this statement",
     }
-}
-
-/// Cuts `s` to the host's reason limit, on a character boundary.
-pub fn clip_reason(mut s: String) -> String {
-    if s.len() > MAX_REASON_BYTES {
-        let mut end = MAX_REASON_BYTES - '…'.len_utf8();
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
 }

@@ -30,7 +30,9 @@ impl bindings::http::Guest for Policy {
             Ok(s) => s,
             Err(d) => return d,
         };
-        if request.method.eq_ignore_ascii_case("DELETE") && !ctx.in_any_group(&settings.allow_groups) {
+        if request.method.eq_ignore_ascii_case("DELETE")
+            && !ctx.in_any_group(&settings.allow_groups)
+        {
             return deny("DELETE needs one of the allowed groups");
         }
         allow()
@@ -97,7 +99,10 @@ impl bindings::postgres::Guest for Policy {
             Ok(s) => s,
             Err(d) => return d,
         };
-        let drops = query.statements.iter().any(|s| s.kind == StatementKind::Drop);
+        let drops = query
+            .statements
+            .iter()
+            .any(|s| s.kind == StatementKind::Drop);
         if drops && !ctx.in_any_group(&settings.allow_groups) {
             return deny("DROP needs one of the allowed groups");
         }
@@ -168,7 +173,10 @@ impl bindings::kubernetes::Guest for Policy {
             Ok(s) => s,
             Err(d) => return d,
         };
-        if request.verb == "delete" && request.resource == "namespaces" && !ctx.in_any_group(&settings.allow_groups) {
+        if request.verb == "delete"
+            && request.resource == "namespaces"
+            && !ctx.in_any_group(&settings.allow_groups)
+        {
             return deny("deleting a namespace needs one of the allowed groups");
         }
         allow()
@@ -364,7 +372,9 @@ impl bindings::ssh::Guest for Policy {
             Ok(s) => s,
             Err(d) => return d,
         };
-        if command.command.trim_start().starts_with("sudo") && !ctx.in_any_group(&settings.allow_groups) {
+        if command.command.trim_start().starts_with("sudo")
+            && !ctx.in_any_group(&settings.allow_groups)
+        {
             return deny("sudo needs one of the allowed groups");
         }
         allow()

@@ -202,20 +202,9 @@ pub fn assigned_value(m: &[u8]) -> Range<usize> {
     start..end
 }
 
-/// The generic-secret check: the assigned value is long, mixed, and random
-/// enough (entropy at least 3.5 bits per character, as gitleaks' generic
-/// rule), and is not a placeholder or a reference to something else.
-pub fn generic_secret(m: &[u8]) -> bool {
-    let value = &m[assigned_value(m)];
-    if value.len() < 12 || entropy(value) < 3.5 {
-        return false;
-    }
-    let digits = value.iter().filter(|b| b.is_ascii_digit()).count();
-    let letters = value.iter().filter(|b| b.is_ascii_alphabetic()).count();
-    if digits == 0 || letters == 0 {
-        return false;
-    }
-    let lower = String::from_utf8_lossy(value).to_ascii_lowercase();
+/// Values that stand for a secret rather than being one: documentation
+/// placeholders, template and environment references, already-masked text.
+fn is_placeholder(value: &[u8]) -> bool {
     const PLACEHOLDERS: &[&str] = &[
         "example",
         "xxxx",
@@ -234,7 +223,123 @@ pub fn generic_secret(m: &[u8]) -> bool {
         "self.",
         "test",
     ];
-    !PLACEHOLDERS.iter().any(|p| lower.contains(p))
+    let lower = String::from_utf8_lossy(value).to_ascii_lowercase();
+    PLACEHOLDERS.iter().any(|p| lower.contains(p))
+}
+
+fn has_letters_and_digits(value: &[u8]) -> bool {
+    value.iter().any(u8::is_ascii_digit) && value.iter().any(u8::is_ascii_alphabetic)
+}
+
+/// The generic-secret check: the assigned value is long, mixed, and random
+/// enough (entropy at least 3.5 bits per character, as gitleaks' generic
+/// rule), and is not a placeholder or a reference to something else.
+pub fn generic_secret(m: &[u8]) -> bool {
+    let value = &m[assigned_value(m)];
+    value.len() >= 12
+        && entropy(value) >= 3.5
+        && has_letters_and_digits(value)
+        && !is_placeholder(value)
+}
+
+/// The check of a value assigned to a key named after a service (gitleaks'
+/// keyword rules: `TWITTER_CONSUMER_KEY = ...`): the name already says what
+/// it is, so the bar is lower than for a generic name (15 characters,
+/// entropy 3.0), but the value still mixes letters and digits (ids made of
+/// digits only are not secrets) and is not a placeholder.
+pub fn service_secret(m: &[u8]) -> bool {
+    let value = &m[assigned_value(m)];
+    value.len() >= 15
+        && entropy(value) >= 3.0
+        && has_letters_and_digits(value)
+        && !is_placeholder(value)
+}
+
+/// A random-looking token body: after its 4-character prefix, letters and
+/// digits both present. For prefixes short or common enough that a word or
+/// identifier could follow them (`API-`, `cio`, `oy2`, `4b1d`).
+pub fn random_body(m: &[u8]) -> bool {
+    m.len() > 4 && has_letters_and_digits(&m[4..])
+}
+
+/// The credential of an `Authorization: <scheme> <credential>` match.
+pub fn authorization_value(m: &[u8]) -> Range<usize> {
+    let after_op = assigned_value(m);
+    let rest = &m[after_op.clone()];
+    // Skip the scheme (`Bearer`, `Basic`, ...) and the spaces after it.
+    let scheme = rest
+        .iter()
+        .position(|b| *b == b' ' || *b == b'\t')
+        .unwrap_or(0);
+    let mut start = after_op.start + scheme;
+    while start < m.len() && (m[start] == b' ' || m[start] == b'\t') {
+        start += 1;
+    }
+    start..after_op.end
+}
+
+/// An `Authorization` credential that is not a placeholder: 12 characters or
+/// more, entropy at least 3.0.
+pub fn authorization(m: &[u8]) -> bool {
+    let value = &m[authorization_value(m)];
+    value.len() >= 12 && entropy(value) >= 3.0 && !is_placeholder(value)
+}
+
+/// The password of a `curl -u user:password` match: after the first `:`
+/// that follows the `-u` / `--user` option.
+pub fn curl_password(m: &[u8]) -> Range<usize> {
+    let option = m
+        .windows(2)
+        .rposition(|w| w == b"-u")
+        .or_else(|| m.windows(6).rposition(|w| w == b"--user"))
+        .unwrap_or(0);
+    let colon = m[option..]
+        .iter()
+        .position(|&b| b == b':')
+        .map_or(m.len(), |c| option + c + 1);
+    let mut end = m.len();
+    while end > colon && matches!(m[end - 1], b'"' | b'\'') {
+        end -= 1;
+    }
+    colon..end
+}
+
+/// A `curl -u` password that is not a placeholder or a shell reference.
+pub fn curl_user(m: &[u8]) -> bool {
+    let value = &m[curl_password(m)];
+    const WEAK: &[&[u8]] = &[b"pass", b"password", b"pwd", b"secret", b"token"];
+    value.len() >= 3
+        && !value.starts_with(b"$")
+        && !value.starts_with(b"<")
+        && !value.iter().all(|b| *b == b'*' || *b == b'x' || *b == b'X')
+        && !WEAK.iter().any(|w| value.eq_ignore_ascii_case(w))
+        && !is_placeholder(value)
+}
+
+/// A base64-encoded JWT: the text decodes to `eyJ...` with three dotted
+/// parts, the first two starting `eyJ` (a JSON object).
+pub fn jwt_base64(m: &[u8]) -> bool {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    // Whole 4-character groups only: a match may end mid-group.
+    let body: Vec<u8> = m
+        .iter()
+        .take_while(|b| **b != b'=')
+        .map(|b| match b {
+            b'-' => b'+',
+            b'_' => b'/',
+            other => *other,
+        })
+        .collect();
+    let whole = body.len() - body.len() % 4;
+    let Ok(decoded) = STANDARD_NO_PAD.decode(&body[..whole]) else {
+        return false;
+    };
+    let mut parts = decoded.split(|b| *b == b'.');
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(header), Some(claims)) if header.starts_with(b"eyJ") && claims.starts_with(b"eyJ")
+    )
 }
 
 #[cfg(test)]
