@@ -65,6 +65,7 @@ fn every_shipped_policy_passes_its_fixtures() {
         "http-guard",
         "mcp-guard",
         "llm-guard",
+        "k8s-guard",
     ] {
         let fixtures = root().join("plugins").join(plugin).join("fixtures");
         let (out, report) = policy_test_json(&policy_wasm(plugin), &fixtures);
