@@ -118,9 +118,10 @@ async fn held(f: &Fixture, who: &Principal, timeout: u32, scope: ApprovalScope) 
 
 /// Held with a deadline that passed a minute ago, as if its holder went
 /// away without recording the timeout.
-async fn held_late(f: &Fixture, who: &Principal) -> Ticket {
+/// Held with its deadline `ago_ms` in the past.
+async fn held_late(f: &Fixture, who: &Principal, ago_ms: i64) -> Ticket {
     let mut late = info(who, 1, ApprovalScope::Once);
-    late.created_at_ms -= 60_000;
+    late.created_at_ms -= 1_000 + ago_ms;
     submitted(f, who, late).await
 }
 
@@ -404,7 +405,7 @@ async fn a_decision_made_elsewhere_is_found_by_polling() {
 async fn a_wait_nobody_ends_is_timed_out_by_the_sweep() {
     let f = fixture(1).await;
     let bot = person("bot", &[], None);
-    let ticket = held_late(&f, &bot).await;
+    let ticket = held_late(&f, &bot, 60_000).await;
     let id = ticket.id.clone();
     // Forget the ticket without letting it settle (as a crashed task would).
     std::mem::forget(ticket);
@@ -425,7 +426,9 @@ async fn a_wait_nobody_ends_is_timed_out_by_the_sweep() {
 async fn a_decision_after_the_deadline_is_refused_in_its_transaction() {
     let f = fixture(1).await;
     let bot = person("bot", &[], None);
-    let ticket = held_late(&f, &bot).await;
+    // Past its deadline but within the sweep's grace, so that no
+    // background sweep times it out before the decision is tried.
+    let ticket = held_late(&f, &bot, 1_000).await;
     let id = ticket.id.clone();
     assert_eq!(
         f.approvals
