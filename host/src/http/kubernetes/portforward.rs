@@ -32,7 +32,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, error::ProtocolE
 use super::exec::{STREAM_PROTOCOL, Transport, keep_offered, offered, upgrade_of};
 use super::record::{Recorder, StreamPart, part_sink};
 use super::spdy::{FrameReader, SpdyError};
-use super::spdy_relay::{self, SpdyObserver};
+use super::spdy_relay::{self, PumpEnd, SpdyObserver, unreadable};
 use crate::http::adapter::{AdapterError, UpgradeRelay};
 use crate::mask::CompiledMasks;
 
@@ -100,13 +100,6 @@ impl UpgradeRelay for PortForwardRelay {
     }
 }
 
-/// How one direction of the tunnel ended.
-enum TunnelEnd {
-    Closed,
-    Failed(String),
-    Malformed(SpdyError),
-}
-
 /// Relays SPDY tunnelled in WebSocket binary messages, each direction in
 /// its own pump, until either side closes.
 pub async fn tunnel<C, U, F>(client: C, upstream: U, observer: SpdyObserver<F>)
@@ -130,9 +123,9 @@ where
             end = outbound => ("upstream", end),
         };
         let outcome = match end {
-            TunnelEnd::Closed => (side, None),
-            TunnelEnd::Failed(e) => ("error", Some(e)),
-            TunnelEnd::Malformed(e) => {
+            PumpEnd::Closed => (side, None),
+            PumpEnd::Failed(e) => ("error", Some(e)),
+            PumpEnd::Malformed(e) => {
                 tracing::info!(side, error = %e, "malformed SPDY in the tunnel; ending the stream");
                 let close = || {
                     Message::Close(Some(CloseFrame {
@@ -145,12 +138,7 @@ where
                     let _ = to_upstream.lock().await.send(close()).await;
                 })
                 .await;
-                (
-                    "error",
-                    Some(format!(
-                        "the {side} sent SPDY Gatehouse could not read ({e}); the stream was ended"
-                    )),
-                )
+                ("error", Some(unreadable(side, &e)))
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -174,7 +162,7 @@ async fn pump<R, W, F>(
     mut from: R,
     to: &tokio::sync::Mutex<W>,
     observer: &Mutex<SpdyObserver<F>>,
-) -> TunnelEnd
+) -> PumpEnd
 where
     R: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
     W: futures_util::Sink<Message, Error = WsError> + Unpin,
@@ -190,7 +178,7 @@ where
                     read_frames(&mut reader, dir, &mut observer)
                 };
                 if let Err(e) = read {
-                    return TunnelEnd::Malformed(e);
+                    return PumpEnd::Malformed(e);
                 }
                 Message::Binary(data)
             }
@@ -198,17 +186,17 @@ where
             Some(Ok(text @ Message::Text(_))) => text,
             Some(Ok(close @ Message::Close(_))) => {
                 let _ = to.lock().await.send(close).await;
-                return TunnelEnd::Closed;
+                return PumpEnd::Closed;
             }
             // Pings and pongs: each side's WebSocket answers its own.
             Some(Ok(_)) => continue,
             Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) | None => {
-                return TunnelEnd::Closed;
+                return PumpEnd::Closed;
             }
-            Some(Err(e)) => return TunnelEnd::Failed(format!("the {name}'s stream failed: {e}")),
+            Some(Err(e)) => return PumpEnd::Failed(format!("the {name}'s stream failed: {e}")),
         };
         if let Err(e) = to.lock().await.send(msg).await {
-            return TunnelEnd::Failed(format!("a stream failed while relaying: {e}"));
+            return PumpEnd::Failed(format!("a stream failed while relaying: {e}"));
         }
     }
 }

@@ -274,8 +274,9 @@ fn mask_text(data: &[u8], masks: Option<&CompiledMasks>) -> Option<Vec<u8>> {
     (masked != data).then_some(masked)
 }
 
-/// How one direction's pump ended.
-enum PumpEnd {
+/// How one direction's pump ended (of a SPDY connection, or of SPDY
+/// tunnelled in WebSocket, `portforward.rs`).
+pub(super) enum PumpEnd {
     /// The side closed (or vanished without TLS close_notify, as Go
     /// clients do): the other side was told by a half-close.
     Closed,
@@ -325,9 +326,7 @@ where
             PumpEnd::Failed(e) => ("error", Some(e)),
             PumpEnd::Malformed(e) => {
                 tracing::info!(side = first, error = %e, "malformed SPDY; ending the stream");
-                let message = format!(
-                    "the {first} sent SPDY Gatehouse could not read ({e}); the stream was ended"
-                );
+                let message = unreadable(first, &e);
                 let goaway = spdy::goaway_frame(0, spdy::GOAWAY_PROTOCOL_ERROR);
                 let mut for_client = lock(&observer)
                     .failure_for_client(&message)
@@ -352,6 +351,12 @@ where
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .finish_record(closed_by, error);
+}
+
+/// What the record and the client are told when `side` sent SPDY that
+/// could not be read.
+pub(super) fn unreadable(side: &str, e: &SpdyError) -> String {
+    format!("the {side} sent SPDY Gatehouse could not read ({e}); the stream was ended")
 }
 
 /// The other pump, still running when one ended.
