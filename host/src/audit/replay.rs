@@ -352,10 +352,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_exec_stream_replays_frame_by_frame() {
-        let session = StoredSession {
-            id: "s2".into(),
+    /// A one-event session on a Kubernetes connection.
+    fn kubernetes_session(id: &str) -> StoredSession {
+        StoredSession {
+            id: id.into(),
             connection: "cluster".into(),
             protocol: "kubernetes".into(),
             client_addr: "127.0.0.1:5001".into(),
@@ -364,7 +364,12 @@ mod tests {
             started_at_ms: 1_000,
             ended_at_ms: None,
             event_count: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn an_exec_stream_replays_frame_by_frame() {
+        let session = kubernetes_session("s2");
         let events = [event(
             1,
             "stream.frames",
@@ -393,17 +398,7 @@ mod tests {
 
     #[test]
     fn a_port_forward_replays_its_ports() {
-        let session = StoredSession {
-            id: "s3".into(),
-            connection: "cluster".into(),
-            protocol: "kubernetes".into(),
-            client_addr: "127.0.0.1:5001".into(),
-            principal_subject: Some("bot".into()),
-            principal: None,
-            started_at_ms: 1_000,
-            ended_at_ms: None,
-            event_count: 1,
-        };
+        let session = kubernetes_session("s3");
         let events = [event(
             1,
             "stream.frames",
