@@ -22,15 +22,16 @@ async fn the_audit_trail_works_on_postgresql() {
         .start();
     let key = gh.create_key("pg-bot", &["dev"]);
     let c = gatehouse_tests::http_client();
-    assert_eq!(
-        c.get(gh.url("api", "/echo"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    // The body is read to its end, so the exchange is recorded as
+    // completed rather than cut short by the client.
+    let echoed = c
+        .get(gh.url("api", "/echo"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.status(), 200);
+    echoed.bytes().await.unwrap();
     assert_eq!(
         c.delete(gh.url("api", "/x"))
             .bearer_auth(&key)
