@@ -679,10 +679,10 @@ impl Approvals {
     /// A final record: audited in the requester's session, told to the adapter.
     fn settle(&self, r: &ApprovalRecord, session: &SessionInfo) -> Settled {
         self.audit.record_event(AuditEvent {
-            session: session.clone(),
+            session: Arc::new(session.clone()),
             at_ms: r.decided_at_ms.unwrap_or_else(crate::audit::record::now_ms),
             kind: EventKind::Approval,
-            principal: Some(r.info.requester.clone()),
+            principal: Some(Arc::new(r.info.requester.clone())),
             verdict: r.status.as_str().into(),
             summary: r.summary(),
             detail: crate::audit::Detail::serialize(r),

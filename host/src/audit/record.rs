@@ -66,12 +66,15 @@ impl EventKind {
 
 /// One event. `detail` is JSON holding the request as the upstream saw it,
 /// the response as the caller saw it (masked), and every policy decision.
+///
+/// The session and the principal are shared: a session's events all carry
+/// the same ones, and copying them per event showed in the proxy's profile.
 #[derive(Debug, Clone)]
 pub struct AuditEvent {
-    pub session: SessionInfo,
+    pub session: std::sync::Arc<SessionInfo>,
     pub at_ms: i64,
     pub kind: EventKind,
-    pub principal: Option<PrincipalRecord>,
+    pub principal: Option<std::sync::Arc<PrincipalRecord>>,
     /// allow, deny, require_approval, error, refused.
     pub verdict: String,
     /// One line for listings: `GET /v1/items -> 200`.

@@ -235,7 +235,7 @@ fn prepare(
                         principal_subject: principal.as_ref().map(|p| p.subject.clone()),
                         principal_json: principal
                             .as_ref()
-                            .and_then(|p| serde_json::to_string(p).ok()),
+                            .and_then(|p| serde_json::to_string(&**p).ok()),
                         started_at_ms: session.started_at_ms,
                     });
                     ChainHead {
@@ -255,11 +255,11 @@ fn prepare(
                 // first known one: once per session and batch is enough.
                 let principal_json = match &principal {
                     Some(p) if principals_seen.insert(session.id.clone()) => {
-                        serde_json::to_string(p).ok()
+                        serde_json::to_string(&**p).ok()
                     }
                     _ => None,
                 };
-                let principal_subject = principal.map(|p| p.subject).unwrap_or_default();
+                let principal_subject = principal.map(|p| p.subject.clone()).unwrap_or_default();
                 let kind = kind.as_str().to_string();
                 let hash = chain::hash(
                     &head.hash,
@@ -275,7 +275,7 @@ fn prepare(
                     },
                 );
                 events.push(ChainedEvent {
-                    session_id: session.id,
+                    session_id: session.id.clone(),
                     seq,
                     at_ms,
                     kind,
@@ -329,13 +329,13 @@ mod tests {
 
     fn event(session: &str, part: &Arc<SharedPart>, n: u64) -> AuditEvent {
         AuditEvent {
-            session: SessionInfo {
+            session: Arc::new(SessionInfo {
                 id: session.into(),
                 connection: "db".into(),
                 protocol: "postgres".into(),
                 client_addr: "127.0.0.1:1".into(),
                 started_at_ms: 1,
-            },
+            }),
             at_ms: 2,
             kind: EventKind::PgStatement,
             principal: None,

@@ -764,10 +764,13 @@ impl HttpProxy {
             detail[self.protocol] = protocol;
         }
         self.audit.record_event(AuditEvent {
-            session: self.session_info(session),
+            session: std::sync::Arc::new(self.session_info(session)),
             at_ms: ex.at_ms,
             kind,
-            principal: ex.principal.as_ref().map(Principal::record),
+            principal: ex
+                .principal
+                .as_ref()
+                .map(|p| std::sync::Arc::new(p.record())),
             verdict: verdict.to_string(),
             summary: format!("{} {} -> {}", ex.method, ex.target, status),
             detail: detail.into(),

@@ -13,14 +13,14 @@ use crate::http::event::SessionMeta;
 use crate::identity::Principal;
 use crate::policy::ChainOutcome;
 
-pub fn session_info(s: &SessionMeta) -> SessionInfo {
-    SessionInfo {
+pub fn session_info(s: &SessionMeta) -> Arc<SessionInfo> {
+    Arc::new(SessionInfo {
         id: s.id.clone(),
         connection: s.connection.clone(),
         protocol: "postgres".into(),
         client_addr: s.client_addr.clone(),
         started_at_ms: s.started_at_ms,
-    }
+    })
 }
 
 /// A session that was refused before it reached the server.
@@ -37,7 +37,7 @@ pub fn refused(
         session: session_info(session),
         at_ms: crate::audit::record::now_ms(),
         kind: EventKind::AuthRefused,
-        principal: principal.map(Principal::record),
+        principal: principal.map(|p| Arc::new(p.record())),
         verdict: "refused".into(),
         summary: format!("connect refused: {message}"),
         detail: json!({
@@ -63,7 +63,7 @@ pub fn connected(
         session: session_info(session),
         at_ms: crate::audit::record::now_ms(),
         kind: EventKind::PgConnect,
-        principal: Some(principal.record()),
+        principal: Some(Arc::new(principal.record())),
         verdict: verdict.into(),
         summary: match &error {
             None => format!("connect {database}"),
@@ -153,8 +153,7 @@ impl StatementResult {
 
 pub fn statement(
     audit: &AuditSink,
-    session: &SessionMeta,
-    principal: &Principal,
+    session: &super::session::Session,
     run: &StatementRun,
     result: StatementResult,
     verdict: &str,
@@ -179,10 +178,10 @@ pub fn statement(
     shared.sort_by(|a, b| a.digest.cmp(&b.digest));
     shared.dedup_by(|a, b| a.digest == b.digest);
     audit.record_event(AuditEvent {
-        session: session_info(session),
+        session: session.record.clone(),
         at_ms: run.at_ms,
         kind: EventKind::PgStatement,
-        principal: Some(principal.record()),
+        principal: Some(session.principal_record.clone()),
         verdict: verdict.into(),
         summary: format!("{summary} -> {outcome}"),
         detail: Detail::serialize_shared(

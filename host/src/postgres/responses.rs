@@ -687,14 +687,7 @@ impl ResponseSide {
         } else {
             verdict
         };
-        record::statement(
-            &self.proxy.audit,
-            &self.session.meta,
-            &self.session.principal,
-            run,
-            result,
-            verdict,
-        );
+        record::statement(&self.proxy.audit, &self.session, run, result, verdict);
     }
 
     /// Records what was still in flight when the session ended.

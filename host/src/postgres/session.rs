@@ -32,6 +32,10 @@ pub struct Session {
     pub labels: Vec<(String, String)>,
     /// The caller's part of decision-cache keys (see `event::principal_key`).
     pub principal_key: Arc<str>,
+    /// The session and the caller as every statement's audit record names
+    /// them, made once.
+    pub record: Arc<crate::audit::SessionInfo>,
+    pub principal_record: Arc<crate::audit::PrincipalRecord>,
 }
 
 /// A refusal during startup, sent as a FATAL error.
@@ -241,6 +245,8 @@ impl PgProxy {
             return true;
         };
         let session = Arc::new(Session {
+            record: record::session_info(&meta),
+            principal_record: Arc::new(principal.record()),
             meta,
             principal_key: Arc::from(super::event::principal_key(&principal)),
             principal,

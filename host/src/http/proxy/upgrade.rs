@@ -21,7 +21,6 @@ use super::super::errors::ProxyError;
 use super::super::event::{self, SessionMeta};
 use super::{Exchange, HttpProxy, error_chain};
 use crate::audit::{AuditEvent, EventKind};
-use crate::identity::Principal;
 use crate::mask::CompiledMasks;
 
 impl HttpProxy {
@@ -113,7 +112,10 @@ impl HttpProxy {
             "allow"
         };
         let request_id = ex.request_id.clone();
-        let principal = ex.principal.as_ref().map(Principal::record);
+        let principal = ex
+            .principal
+            .as_ref()
+            .map(|p| std::sync::Arc::new(p.record()));
         let ex_owned = std::mem::replace(ex, ex.placeholder());
         self.metrics.request(&self.name, allowed);
         self.record(
@@ -137,7 +139,7 @@ impl HttpProxy {
                     move |summary: String, mut detail: serde_json::Value| {
                         detail["request_id"] = serde_json::json!(request_id);
                         this.audit.record_event(AuditEvent {
-                            session: this.session_info(&session),
+                            session: std::sync::Arc::new(this.session_info(&session)),
                             at_ms: crate::audit::record::now_ms(),
                             kind: EventKind::StreamFrames,
                             principal: principal.clone(),
