@@ -198,18 +198,19 @@ impl AuditStore {
         for chunk in events.chunks(EVENTS_PER_INSERT) {
             let sql = insert_events_sql(chunk.len(), self.sqlite);
             let mut q = sqlx::query(&sql);
+            // Bound as `&str`, which the driver borrows; a `&String` is copied.
             for e in chunk {
                 q = q
-                    .bind(&e.session_id)
+                    .bind(e.session_id.as_str())
                     .bind(e.seq)
                     .bind(e.at_ms)
-                    .bind(&e.kind)
-                    .bind(&e.principal_subject)
-                    .bind(&e.verdict)
-                    .bind(&e.summary)
-                    .bind(&e.detail)
-                    .bind(&e.prev_hash)
-                    .bind(&e.hash);
+                    .bind(e.kind.as_str())
+                    .bind(e.principal_subject.as_str())
+                    .bind(e.verdict.as_str())
+                    .bind(e.summary.as_str())
+                    .bind(e.detail.as_str())
+                    .bind(e.prev_hash.as_str())
+                    .bind(e.hash.as_str());
             }
             q.execute(&mut *tx).await?;
         }
