@@ -133,6 +133,19 @@ async fn sessions_are_searched_replayed_and_exported_by_auditors() {
     assert_eq!(only("q=NEEDLE-42").await, [search_session.as_str()]);
     assert_eq!(only("connection=api&protocol=http").await.len(), 2);
     assert!(only("protocol=postgres").await.is_empty());
+    // A session still open matches any `from`; its end lands with the
+    // writer's next batch, up to its linger after the traffic.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, page) = get(&gh, &auditor, "/v1/sessions").await;
+        let open = page["sessions"]
+            .as_array()
+            .is_none_or(|a| a.iter().any(|s| s["ended_at_ms"].is_null()));
+        if !open || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(only("from=2999-01-01").await.is_empty());
     assert_eq!(only("from=1h&kind=http.exchange").await.len(), 2);
 
