@@ -613,6 +613,15 @@ async fn open_pool(url: &str, max_connections: u32) -> Result<AnyPool, StoreErro
                     sqlx::query("PRAGMA synchronous=NORMAL")
                         .execute(&mut *conn)
                         .await?;
+                    // A multi-row INSERT inside a transaction keeps a
+                    // statement journal (the pages it changed, for undoing
+                    // that one statement). Past 64 KiB SQLite spills it to a
+                    // temporary file: two writes per page, about two thirds
+                    // of the audit writer's write calls under pgbench. In
+                    // memory it is a few hundred KiB at most.
+                    sqlx::query("PRAGMA temp_store=MEMORY")
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 Ok(())
             })
