@@ -55,6 +55,11 @@ impl ResultLabel {
     }
 }
 
+/// One connection's request counters by verdict, kept by a session
+/// (see [`Metrics::request_kept`]).
+#[derive(Default)]
+pub struct KeptRequestCounters(Vec<(&'static str, Counter)>);
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub connection: String,
@@ -209,6 +214,30 @@ impl Metrics {
                 verdict: verdict.to_string(),
             })
             .inc();
+    }
+
+    /// [`Metrics::request`] for a caller that counts many requests: each
+    /// verdict's counter is looked up once and kept in `kept`, so counting
+    /// takes no lock, no hashing and no allocation after that.
+    pub fn request_kept(
+        &self,
+        connection: &str,
+        verdict: &'static str,
+        kept: &mut KeptRequestCounters,
+    ) {
+        if let Some((_, c)) = kept.0.iter().find(|(v, _)| *v == verdict) {
+            c.inc();
+            return;
+        }
+        let counter = self
+            .requests
+            .get_or_create(&RequestLabels {
+                connection: connection.to_string(),
+                verdict: verdict.to_string(),
+            })
+            .clone();
+        counter.inc();
+        kept.0.push((verdict, counter));
     }
 
     /// A failed policy load (a reload that kept the last good version).

@@ -44,6 +44,7 @@ pub struct RequestSide {
     statements: HashMap<String, Prepared>,
     /// After a refusal in the extended protocol, until the next Sync.
     skipping: bool,
+    counters: crate::metrics::KeptRequestCounters,
 }
 
 impl RequestSide {
@@ -63,6 +64,7 @@ impl RequestSide {
             notes,
             statements: HashMap::new(),
             skipping: false,
+            counters: Default::default(),
         }
     }
 
@@ -353,7 +355,7 @@ impl RequestSide {
         };
         self.proxy
             .metrics
-            .request(&self.proxy.name, run.verdict_label());
+            .request_kept(&self.proxy.name, run.verdict_label(), &mut self.counters);
         Ok(Arc::new(run))
     }
 

@@ -59,7 +59,10 @@ pub struct Analysis {
     /// This analysis as JSON, made on first use: the statement's shape in
     /// decision-cache keys, and what audit records copy.
     #[serde(skip)]
-    shape: OnceLock<Arc<RawValue>>,
+    rendered: OnceLock<Box<RawValue>>,
+    /// The same JSON as a shared string, for cache keys.
+    #[serde(skip)]
+    shape: OnceLock<Arc<str>>,
 }
 
 impl PartialEq for Analysis {
@@ -74,15 +77,15 @@ impl Analysis {
     /// The analysis as JSON; the same for every statement that differs only
     /// in literals.
     pub fn shape(&self) -> Arc<str> {
-        Arc::from(self.rendered().get())
+        self.shape
+            .get_or_init(|| Arc::from(self.rendered().get()))
+            .clone()
     }
 
     /// The analysis as JSON, rendered once.
     pub fn rendered(&self) -> &RawValue {
-        self.shape.get_or_init(|| {
-            serde_json::value::to_raw_value(self)
-                .map(Arc::from)
-                .unwrap_or_else(|_| Arc::from(RawValue::NULL.to_owned()))
+        self.rendered.get_or_init(|| {
+            serde_json::value::to_raw_value(self).unwrap_or_else(|_| RawValue::NULL.to_owned())
         })
     }
 }
@@ -93,11 +96,13 @@ pub fn analyze(sql: &str) -> Analysis {
         Ok(stmts) => Analysis {
             statements: stmts.iter().map(classify).collect(),
             parse_error: None,
+            rendered: OnceLock::new(),
             shape: OnceLock::new(),
         },
         Err(e) => Analysis {
             statements: vec![],
             parse_error: Some(e.to_string()),
+            rendered: OnceLock::new(),
             shape: OnceLock::new(),
         },
     }
