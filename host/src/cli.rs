@@ -114,10 +114,25 @@ pub fn init_tracing(format: LogFormat) {
     }
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+impl Cli {
+    /// The configuration `serve` runs with, loaded and validated; `None`
+    /// for other commands.
+    pub fn serve_config(&self) -> anyhow::Result<Option<Config>> {
+        match &self.command {
+            Command::Serve { config } => Ok(Some(Config::load(config)?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Runs the command; `serve_config` is what [`Cli::serve_config`] loaded.
+pub async fn run(cli: Cli, serve_config: Option<Config>) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => {
-            let config = Config::load(&config)?;
+            let config = match serve_config {
+                Some(c) => c,
+                None => Config::load(&config)?,
+            };
             let (tx, rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 wait_for_signal().await;

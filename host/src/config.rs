@@ -29,6 +29,9 @@ pub enum ConfigError {
     },
 }
 
+/// More connection threads than this is a typo, not a configuration.
+const MAX_WORKER_THREADS: usize = 1024;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -46,6 +49,20 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// The process's threads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Threads that run connections (reading, masking, forwarding, TLS).
+    /// Policies run on a separate pool of blocking threads. Unset: one per
+    /// CPU (or `TOKIO_WORKER_THREADS`). On a small machine shared with the
+    /// database, fewer threads wake each other less: see the README's
+    /// "Performance".
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -750,6 +767,16 @@ impl Config {
         if self.audit.max_backlog == 0 {
             return Err(("audit.max_backlog".into(), "must be at least 1".into()));
         }
+        if let Some(n) = self.runtime.worker_threads
+            && !(1..=MAX_WORKER_THREADS).contains(&n)
+        {
+            return Err((
+                "runtime.worker_threads".into(),
+                format!(
+                    "must be between 1 and {MAX_WORKER_THREADS} (omit it for one per CPU), got {n}"
+                ),
+            ));
+        }
         let check_limits = |key: &str, l: &PolicyLimits| -> Result<(), (String, String)> {
             if l.timeout_ms == Some(0) {
                 return Err((format!("{key}.timeout_ms"), "must be at least 1".into()));
@@ -1153,6 +1180,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("policies.defaults.memory_mb"), "{e}");
+    }
+
+    #[test]
+    fn worker_threads_are_optional_and_checked() {
+        assert_eq!(parse(MINIMAL).unwrap().runtime.worker_threads, None);
+        let c = parse(&format!("{MINIMAL}\n[runtime]\nworker_threads = 1\n")).unwrap();
+        assert_eq!(c.runtime.worker_threads, Some(1));
+        for bad in ["0", "100000"] {
+            let e = parse(&format!("{MINIMAL}\n[runtime]\nworker_threads = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("runtime.worker_threads"), "{e}");
+            assert!(e.contains("between 1 and 1024"), "{e}");
+        }
+        let e = parse(&format!("{MINIMAL}\n[runtime]\nworkers = 2\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("workers"), "{e}");
     }
 
     #[test]

@@ -420,6 +420,40 @@ async fn config_errors_name_the_key_and_stop_start() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn worker_threads_are_checked_before_start_and_one_thread_serves() {
+    let b = GatehouseBuilder::new().config("[runtime]\nworker_threads = 0\n");
+    let config = b.write_config();
+    let out = std::process::Command::new(gatehouse_tests::gatehouse_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("runtime.worker_threads") && err.contains("between 1 and 1024"),
+        "{err}"
+    );
+
+    let upstream = Upstream::start().await;
+    let gh = GatehouseBuilder::new()
+        .config("[runtime]\nworker_threads = 1\n")
+        .policy("guard", "http-guard", None)
+        .http_connection("api", &upstream.url(), &["guard"], "")
+        .start();
+    let key = gh.create_key("ci-bot", &[]);
+    for _ in 0..3 {
+        let resp = client()
+            .get(gh.url("api", "/echo"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn request_masks_apply_before_the_upstream_sees_the_request() {
     let upstream = Upstream::start().await;
     let gh = GatehouseBuilder::new()
