@@ -102,7 +102,7 @@ bench: toolchain plugins
 	GATEHOUSE_BIN=target/release/gatehouse $(CARGO) bench -p gatehouse-tests --bench gateway
 
 # pgbench side by side: direct, pgbouncer, gatehouse (needs PostgreSQL on 127.0.0.1:5432).
-# Tunable: CLIENTS DURATION ROUNDS MODE ..., e.g. `DURATION=5 ROUNDS=1 make bench-pg`.
+# Tunable: CLIENTS DURATION ROUNDS MODE WORKER_THREADS ..., e.g. `DURATION=5 ROUNDS=1 make bench-pg`.
 bench-pg: toolchain plugins
 	$(CARGO) build --release -p gatehouse
 	GATEHOUSE_BIN=target/release/gatehouse bash tests/bench/pgbench.sh

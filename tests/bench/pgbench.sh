@@ -34,7 +34,9 @@
 #        DURATION=5 ROUNDS=1 make bench-pg
 # Environment: CLIENTS (8), THREADS (2), DURATION seconds (20), ROUNDS (2),
 #   MODE simple|extended|prepared (simple), SCALE (10), WARMUP seconds (3),
-#   POLICY_TIMEOUT_MS (50, the product default), GATEHOUSE_BIN
+#   POLICY_TIMEOUT_MS (50, the product default), WORKER_THREADS (1: Gatehouse
+#   forwards on one thread, as pgbouncer does; "auto" for one per CPU, the
+#   product default), GATEHOUSE_BIN
 #   (target/release/gatehouse), GATEHOUSE_LOG (the binary's default filter),
 #   KEEP_WORK=1 keeps the temp dir (configs, logs, pgbench outputs).
 # Needs: PostgreSQL on 127.0.0.1:5432 with trust auth for `postgres`, psql
@@ -53,6 +55,7 @@ MODE=${MODE:-simple}
 SCALE=${SCALE:-10}
 WARMUP=${WARMUP:-3}
 POLICY_TIMEOUT_MS=${POLICY_TIMEOUT_MS:-50}
+WORKER_THREADS=${WORKER_THREADS:-1}
 GATEHOUSE_BIN=${GATEHOUSE_BIN:-target/release/gatehouse}
 WASM_DIR=$ROOT/target/wasm32-wasip2/wasm
 PG_HOST=127.0.0.1
@@ -65,6 +68,10 @@ case "$MODE" in simple | extended | prepared) ;; *)
     exit 2
     ;;
 esac
+[[ $WORKER_THREADS == auto || $WORKER_THREADS =~ ^[1-9][0-9]*$ ]] || {
+    echo "WORKER_THREADS must be a positive integer or auto (got $WORKER_THREADS)" >&2
+    exit 2
+}
 for n in CLIENTS THREADS DURATION ROUNDS SCALE WARMUP POLICY_TIMEOUT_MS; do
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 || ($n == WARMUP && ${!n} == 0) ]] || {
         echo "$n must be a positive integer (got ${!n})" >&2
@@ -270,7 +277,14 @@ install_policy pii-mask '{"mask": [
   {"detector": "credit-card"}
 ]}'
 mkdir -p "$ROOT/target/gatehouse-bench-cache"
+# One connection thread by default: on two cores shared with PostgreSQL and
+# pgbench, a second one mostly wakes the first (more context switches, more
+# CPU per statement, fewer TPS), and pgbouncer runs on one thread too.
+RUNTIME_TOML=""
+[[ $WORKER_THREADS == auto ]] || RUNTIME_TOML=$'[runtime]\nworker_threads = '"$WORKER_THREADS"
 cat >"$GH_DIR/gatehouse.toml" <<EOF
+$RUNTIME_TOML
+
 [audit]
 database = "sqlite://audit.db"
 
@@ -327,7 +341,7 @@ GH_KEY=$(cd "$GH_DIR" && "$GH_BIN_ABS" keys create --config gatehouse.toml \
     cat "$GH_DIR/keys.log" >&2
     exit 1
 }
-log "gatehouse $("$GH_BIN_ABS" --version 2>/dev/null || echo) on 127.0.0.1:$GH_PORT (policies sql-guard, pii-mask; audit $GH_DIR/audit.db)"
+log "gatehouse $("$GH_BIN_ABS" --version 2>/dev/null || echo) on 127.0.0.1:$GH_PORT (policies sql-guard, pii-mask; audit $GH_DIR/audit.db; worker threads: $WORKER_THREADS)"
 
 # A quick check that both policies are live on this path.
 gh_psql() {
