@@ -908,6 +908,27 @@ fn a_client_that_leaves_mid_result_is_recorded_and_others_go_on() {
     assert_eq!(stdout(&out), "2\n", "{}", stderr(&out));
 }
 
+#[test]
+fn a_client_that_leaves_while_its_statement_runs_is_recorded() {
+    use gatehouse_tests::pg_client::RawSession;
+    let s = setup();
+    let mut raw = RawSession::login(&s.gh, "shop", &s.key, "shop");
+    // The server answers after the gateway has stopped waiting for it (two
+    // seconds after the client left).
+    raw.query("SELECT pg_sleep(4)");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    drop(raw);
+    let (verdict, _, detail) = wait_for(&s.gh, "pg.statement", "pg_sleep(4)");
+    assert_eq!(verdict, "error", "{detail}");
+    assert_eq!(detail["error"]["sqlstate"], "08006", "{detail}");
+    assert!(
+        detail["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("client left")),
+        "{detail}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upstream_that_dies_gives_clients_a_clear_error() {
     let s = setup();

@@ -766,6 +766,15 @@ impl ResponseSide {
     }
 }
 
+/// A response side stopped from outside (the session stops waiting for the
+/// server two seconds after the client has gone) still records what was in
+/// flight; after [`ResponseSide::run`] there is nothing left to record.
+impl Drop for ResponseSide {
+    fn drop(&mut self) {
+        self.abandon("the client left and the server did not answer in time");
+    }
+}
+
 fn refusal_frame(r: &Refusal) -> Frame {
     let mut n = Notice::new("ERROR", r.sqlstate, &r.message);
     if let Some(d) = &r.detail {
