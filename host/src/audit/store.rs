@@ -26,6 +26,12 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct AuditStore {
     pool: AnyPool,
+    /// Where the audit writer's batches go. On SQLite one connection of its
+    /// own: each SQLite connection caches pages, and a write through one
+    /// makes every other's cache stale, so batches rotating over the shared
+    /// pool read back the pages they had just written. On PostgreSQL the
+    /// shared pool.
+    batches: AnyPool,
     /// SQLite, where multi-row inserts use anonymous `?` parameters.
     sqlite: bool,
 }
@@ -111,8 +117,16 @@ impl AuditStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let sqlite = url.starts_with("sqlite:");
         let pool = open_pool(url, if sqlite { 4 } else { 8 }).await?;
-        let store = Self { pool, sqlite };
+        let batches = pool.clone();
+        let mut store = Self {
+            pool,
+            batches,
+            sqlite,
+        };
         store.migrate().await?;
+        if sqlite {
+            store.batches = open_pool(url, 1).await?;
+        }
         Ok(store)
     }
 
@@ -165,7 +179,7 @@ impl AuditStore {
         events: &[ChainedEvent],
         ended: &[(String, i64)],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.batches.begin().await?;
         // Parts first: an event is never stored before what it refers to.
         for p in shared {
             sqlx::query(
