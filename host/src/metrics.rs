@@ -208,12 +208,17 @@ impl Metrics {
     }
 
     pub fn request(&self, connection: &str, verdict: &str) {
+        self.request_counter(connection, verdict).inc();
+    }
+
+    /// The requests counter of `connection` and `verdict` (a shared handle).
+    fn request_counter(&self, connection: &str, verdict: &str) -> Counter {
         self.requests
             .get_or_create(&RequestLabels {
                 connection: connection.to_string(),
                 verdict: verdict.to_string(),
             })
-            .inc();
+            .clone()
     }
 
     /// [`Metrics::request`] for a caller that counts many requests: each
@@ -229,13 +234,7 @@ impl Metrics {
             c.inc();
             return;
         }
-        let counter = self
-            .requests
-            .get_or_create(&RequestLabels {
-                connection: connection.to_string(),
-                verdict: verdict.to_string(),
-            })
-            .clone();
+        let counter = self.request_counter(connection, verdict);
         counter.inc();
         kept.0.push((verdict, counter));
     }
