@@ -407,7 +407,15 @@ async fn a_missing_policy_denies_and_an_unreachable_upstream_is_a_502() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn config_errors_name_the_key_and_stop_start() {
-    let b = GatehouseBuilder::new().config("[[connections]]\nname = \"x\"\nprotocol = \"http\"\nlisten = \"127.0.0.1:0\"\nupstream = \"ftp://nope\"\n");
+    let err = serve_refuses(
+        "[[connections]]\nname = \"x\"\nprotocol = \"http\"\nlisten = \"127.0.0.1:0\"\nupstream = \"ftp://nope\"\n",
+    );
+    assert!(err.contains("connections[0].upstream"), "{err}");
+}
+
+/// Runs `serve` on `config`, which it must refuse; returns what it printed.
+fn serve_refuses(config: &str) -> String {
+    let b = GatehouseBuilder::new().config(config);
     let config = b.write_config();
     let out = std::process::Command::new(gatehouse_tests::gatehouse_bin())
         .args(["serve", "--config"])
@@ -415,21 +423,12 @@ async fn config_errors_name_the_key_and_stop_start() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("connections[0].upstream"), "{err}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_threads_are_checked_before_start_and_one_thread_serves() {
-    let b = GatehouseBuilder::new().config("[runtime]\nworker_threads = 0\n");
-    let config = b.write_config();
-    let out = std::process::Command::new(gatehouse_tests::gatehouse_bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refuses("[runtime]\nworker_threads = 0\n");
     assert!(
         err.contains("runtime.worker_threads") && err.contains("between 1 and 1024"),
         "{err}"
