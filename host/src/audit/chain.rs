@@ -20,11 +20,13 @@ pub struct Chained<'a> {
 
 pub fn hash(prev: &str, e: &Chained<'_>) -> String {
     let mut h = Sha256::new();
+    // Numbers in decimal, as `to_string` writes them, without allocating.
+    let (mut seq, mut at_ms) = (itoa::Buffer::new(), itoa::Buffer::new());
     for part in [
         prev,
         e.session_id,
-        &e.seq.to_string(),
-        &e.at_ms.to_string(),
+        seq.format(e.seq),
+        at_ms.format(e.at_ms),
         e.kind,
         e.principal,
         e.verdict,
@@ -53,6 +55,26 @@ mod tests {
             summary: "GET /",
             detail,
         }
+    }
+
+    /// Stored chains are verified with this function: its bytes must never
+    /// change. The expected digests were computed independently (Python's
+    /// hashlib over the same length-prefixed fields).
+    #[test]
+    fn the_hashed_bytes_are_stable() {
+        assert_eq!(
+            hash(GENESIS, &ev("{}")),
+            "a5653b8b2d746030b505a7e96611ac750bf02471a80d803a14af2e453927e38f"
+        );
+        let e = Chained {
+            seq: -7,
+            at_ms: 1_732_700_000_000,
+            ..ev("{}")
+        };
+        assert_eq!(
+            hash(GENESIS, &e),
+            "1b7a4ac5daef66adf45d6becc2ab7cbdd76c5eb537da8d9c228ecaa52ac4dbff"
+        );
     }
 
     #[test]

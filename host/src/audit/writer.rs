@@ -233,7 +233,9 @@ fn prepare(
                     summary,
                     detail,
                 } = *e;
-                let head = heads.entry(session.id.clone()).or_insert_with(|| {
+                // Looked up before inserting: the key is only cloned for a
+                // session's first event, not for each one.
+                if !heads.contains_key(&session.id) {
                     sessions.push(NewSession {
                         id: session.id.clone(),
                         connection: session.connection.clone(),
@@ -245,12 +247,18 @@ fn prepare(
                             .and_then(|p| serde_json::to_string(&**p).ok()),
                         started_at_ms: session.started_at_ms,
                     });
-                    ChainHead {
-                        seq: 0,
-                        hash: chain::GENESIS.to_string(),
-                        ended_at_ms: None,
-                    }
-                });
+                    heads.insert(
+                        session.id.clone(),
+                        ChainHead {
+                            seq: 0,
+                            hash: chain::GENESIS.to_string(),
+                            ended_at_ms: None,
+                        },
+                    );
+                }
+                let head = heads
+                    .get_mut(&session.id)
+                    .expect("the session's head was inserted above");
                 let seq = head.seq + 1;
                 let (detail, parts) = detail.into_parts();
                 for p in parts {

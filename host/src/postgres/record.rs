@@ -151,6 +151,36 @@ impl StatementResult {
     }
 }
 
+/// The event's one-line summary: the statement's first line, cut at 120
+/// characters, and its outcome (`SELECT 1 -> 1 rows`). Built in one string:
+/// it is made for every statement.
+fn summary(sql: &str, result: &StatementResult) -> String {
+    const MAX_CHARS: usize = 120;
+    let first = sql.lines().next().unwrap_or("");
+    let head = match first.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => &first[..cut],
+        None => first,
+    };
+    let mut s = String::with_capacity(head.len() + 24);
+    s.push_str(head);
+    if head.len() < sql.len() {
+        s.push('…');
+    }
+    s.push_str(" -> ");
+    match (&result.error, &result.not_executed) {
+        (Some(e), _) => {
+            s.push_str("error ");
+            s.push_str(e.get("sqlstate").and_then(Value::as_str).unwrap_or(""));
+        }
+        (None, Some(_)) => s.push_str("not executed"),
+        (None, None) => {
+            s.push_str(itoa::Buffer::new().format(result.rows));
+            s.push_str(" rows");
+        }
+    }
+    s
+}
+
 pub fn statement(
     audit: &AuditSink,
     session: &super::session::Session,
@@ -158,19 +188,6 @@ pub fn statement(
     result: StatementResult,
     verdict: &str,
 ) {
-    let first = run.sql.lines().next().unwrap_or("");
-    let mut summary: String = first.chars().take(120).collect();
-    if summary.len() < run.sql.len() {
-        summary.push('…');
-    }
-    let outcome = match (&result.error, &result.not_executed) {
-        (Some(e), _) => format!(
-            "error {}",
-            e.get("sqlstate").and_then(Value::as_str).unwrap_or("")
-        ),
-        (None, Some(_)) => "not executed".to_string(),
-        (None, None) => format!("{} rows", result.rows),
-    };
     let mut shared: Vec<Arc<crate::audit::shared::SharedPart>> = std::iter::once(&run.outcome)
         .chain(result.result_decisions.iter())
         .filter_map(|o| o.rendered.clone())
@@ -183,7 +200,7 @@ pub fn statement(
         kind: EventKind::PgStatement,
         principal: Some(session.principal_record.clone()),
         verdict: verdict.into(),
-        summary: format!("{summary} -> {outcome}"),
+        summary: summary(&run.sql, &result),
         detail: Detail::serialize_shared(
             &StatementDetail {
                 request_id: &run.request_id,
@@ -216,4 +233,45 @@ pub fn statement(
             shared,
         ),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_is_the_first_line_cut_at_120_characters_and_the_outcome() {
+        let rows = StatementResult {
+            rows: 3,
+            ..Default::default()
+        };
+        assert_eq!(summary("SELECT 1", &rows), "SELECT 1 -> 3 rows");
+        assert_eq!(
+            summary("SELECT 1\r\nFROM t", &rows),
+            "SELECT 1… -> 3 rows",
+            "only the first line, marked as cut"
+        );
+        // Cut by characters, not bytes: 130 two-byte characters keep 120.
+        let long = format!("SELECT '{}'", "é".repeat(130));
+        let s = summary(&long, &rows);
+        let head: String = long.chars().take(120).collect();
+        assert_eq!(s, format!("{head}… -> 3 rows"));
+
+        let failed = StatementResult {
+            error: Some(serde_json::json!({"sqlstate": "42P01", "message": "no table"})),
+            ..Default::default()
+        };
+        assert_eq!(
+            summary("DROP TABLE t", &failed),
+            "DROP TABLE t -> error 42P01"
+        );
+        let refused = StatementResult {
+            not_executed: Some("denied".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            summary("DROP TABLE t", &refused),
+            "DROP TABLE t -> not executed"
+        );
+    }
 }
