@@ -637,12 +637,13 @@ async fn open_pool(url: &str, max_connections: u32) -> Result<AnyPool, StoreErro
                     sqlx::query("PRAGMA synchronous=NORMAL")
                         .execute(&mut *conn)
                         .await?;
-                    // A multi-row INSERT inside a transaction keeps a
-                    // statement journal (the pages it changed, for undoing
-                    // that one statement). Past 64 KiB SQLite spills it to a
-                    // temporary file: two writes per page, about two thirds
-                    // of the audit writer's write calls under pgbench. In
-                    // memory it is a few hundred KiB at most.
+                    // A statement that may fail halfway inside a
+                    // transaction keeps a statement journal (the pages it
+                    // changed, for undoing that one statement), and past
+                    // 64 KiB SQLite spills it to a temporary file. The
+                    // batch's event inserts need none (`INSERT OR FAIL`,
+                    // see `insert_events_sql`); whatever other statements
+                    // keep stays in memory.
                     sqlx::query("PRAGMA temp_store=MEMORY")
                         .execute(&mut *conn)
                         .await?;
