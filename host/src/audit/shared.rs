@@ -25,19 +25,26 @@ pub const REFERENCE_KEY: &str = "$shared";
 pub struct SharedPart {
     pub digest: String,
     pub body: Box<RawValue>,
+    /// `{"$shared": DIGEST}`, rendered once: every event that reuses the
+    /// part writes it.
+    reference: Box<RawValue>,
 }
 
 impl SharedPart {
     pub fn new(body: Box<RawValue>) -> Self {
+        let digest = digest_of(body.get());
+        let reference = serde_json::value::to_raw_value(&Reference(&digest))
+            .unwrap_or_else(|_| RawValue::NULL.to_owned());
         Self {
-            digest: digest_of(body.get()),
+            digest,
             body,
+            reference,
         }
     }
 
     /// What a detail holds in place of the part.
-    pub fn reference(&self) -> Reference<'_> {
-        Reference(&self.digest)
+    pub fn reference(&self) -> &RawValue {
+        &self.reference
     }
 }
 
@@ -46,7 +53,7 @@ pub fn digest_of(body: &str) -> String {
 }
 
 /// `{"$shared": DIGEST}`.
-pub struct Reference<'a>(&'a str);
+struct Reference<'a>(&'a str);
 
 impl Serialize for Reference<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -73,10 +73,14 @@ impl RequestSide {
         mut client: FrameReader<ReadHalf<PgStream>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), WireError> {
+        // One wait for the whole session: a new `changed()` per message
+        // would register with (and leave) the watch's waiter list each time.
+        let shutting_down = shutdown.changed();
+        tokio::pin!(shutting_down);
         loop {
             let head = tokio::select! {
                 h = client.head() => h,
-                _ = shutdown.changed() => {
+                _ = &mut shutting_down => {
                     let n = Notice::new("FATAL", "57P01", "terminating connection: Gatehouse is shutting down");
                     let _ = self.notes.send(ClientNote::Fatal(n.frame(b'E')));
                     self.terminate().await;
