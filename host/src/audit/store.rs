@@ -542,10 +542,13 @@ const EVENT_COLUMNS: usize = 10;
 /// rolled back whole.
 fn insert_events_sql(rows: usize, sqlite: bool) -> String {
     let mut sql = String::from(if sqlite {
-        "INSERT OR FAIL INTO events (session_id, seq, at_ms, kind, principal_subject, verdict, summary, detail, prev_hash, hash) VALUES "
+        "INSERT OR FAIL INTO"
     } else {
-        "INSERT INTO events (session_id, seq, at_ms, kind, principal_subject, verdict, summary, detail, prev_hash, hash) VALUES "
+        "INSERT INTO"
     });
+    sql.push_str(
+        " events (session_id, seq, at_ms, kind, principal_subject, verdict, summary, detail, prev_hash, hash) VALUES ",
+    );
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");
