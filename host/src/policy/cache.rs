@@ -5,8 +5,8 @@
 //! caller's identity and its own settings — not on literals, parameters,
 //! time, session or request ids. It says so by annotating the decision with
 //! `gatehouse:cache` = the scope it promises (`statement` or `columns`).
-//! When every policy in the chain made that promise for an event, the
-//! combined outcome is kept and reused for the next event with the same
+//! When every policy in the chain that has the hook made that promise for
+//! an event (or none has it), the combined outcome is kept and reused for the next event with the same
 //! shape, identity and policy versions, without calling any guest. A reload
 //! (any load or unload) starts a new generation, so no decision outlives the
 //! policy versions that made it.
@@ -66,14 +66,18 @@ impl DecisionCache {
     }
 }
 
+/// No decisions at all means no policy of the chain has the hook (a policy
+/// that is configured but not loaded leaves a failed deny): that holds until
+/// a reload, which starts a new generation, so it is kept too. Otherwise a
+/// chain with no say over an event would still send each new event to a
+/// blocking thread.
 fn cacheable(outcome: &ChainOutcome, scope: &str) -> bool {
-    !outcome.decisions.is_empty()
-        && outcome.decisions.iter().all(|d| {
-            d.failure.is_none()
-                && d.annotations
-                    .iter()
-                    .any(|(k, v)| k == CACHE_ANNOTATION && v == scope)
-        })
+    outcome.decisions.iter().all(|d| {
+        d.failure.is_none()
+            && d.annotations
+                .iter()
+                .any(|(k, v)| k == CACHE_ANNOTATION && v == scope)
+    })
 }
 
 #[cfg(test)]
@@ -131,5 +135,29 @@ mod tests {
         assert_eq!(rendered, serde_json::to_value(&*hit).unwrap());
         assert_eq!(rendered["cached"], true);
         assert!(cache.get(&key(2)).is_none());
+    }
+
+    #[test]
+    fn a_chain_without_the_hook_is_kept_until_a_reload() {
+        let cache = DecisionCache::default();
+        let no_say = combine(vec![]);
+        assert!(no_say.decisions.is_empty());
+        cache.put(key(1), &no_say);
+        let hit = cache.get(&key(1)).unwrap();
+        assert!(hit.cached);
+        assert!(matches!(hit.verdict, crate::policy::chain::Verdict::Allow));
+        assert!(cache.get(&key(2)).is_none());
+    }
+
+    #[test]
+    fn a_policy_that_is_not_loaded_is_never_kept() {
+        let cache = DecisionCache::default();
+        let mut missing = decision(&[(CACHE_ANNOTATION, "statement")]);
+        missing.failure = Some("not loaded".into());
+        missing.outcome = Outcome::Deny {
+            reason: "policy p is not loaded".into(),
+        };
+        cache.put(key(1), &combine(vec![missing]));
+        assert!(cache.get(&key(1)).is_none());
     }
 }
