@@ -88,6 +88,12 @@ impl PolicyChain {
         }
     }
 
+    /// Whether the connection has no policies at all: then running the
+    /// chain calls no guest and need not leave the async worker.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
     /// The cache key of an event (see [`super::cache`]); look it up with
     /// [`PolicyChain::cached`] before running the chain, and hand the fresh
     /// outcome to [`PolicyChain::remember`].
