@@ -58,18 +58,14 @@ use crate::policy::{LoadedPolicy, PolicyChain};
 pub type ChainHook =
     Arc<dyn Fn(&LoadedPolicy) -> Option<Result<wit::Decision, CallFailure>> + Send + Sync>;
 
-/// Runs `hook` over `chain` on a blocking thread (policy calls never run on
-/// the async workers). A connection without policies has nothing to call:
-/// its (empty) outcome is made in place.
+/// Runs `hook` over `chain` off the async workers
+/// ([`PolicyChain::run_blocking`]).
 pub async fn run_chain(
     chain: &PolicyChain,
     hook: impl Fn(&LoadedPolicy) -> Option<Result<wit::Decision, CallFailure>> + Send + 'static,
 ) -> Result<ChainOutcome, ProxyError> {
-    if chain.is_empty() {
-        return Ok(chain.run(hook));
-    }
-    let chain = chain.clone();
-    tokio::task::spawn_blocking(move || chain.run(hook))
+    chain
+        .run_blocking(hook)
         .await
         .map_err(|e| ProxyError::Internal(format!("policy chain task failed: {e}")))
 }

@@ -6,8 +6,9 @@
 //! time, session or request ids. It says so by annotating the decision with
 //! `gatehouse:cache` = the scope it promises (`statement` or `columns`).
 //! When every policy in the chain that has the hook made that promise for
-//! an event (or none has it), the combined outcome is kept and reused for the next event with the same
-//! shape, identity and policy versions, without calling any guest. A reload
+//! an event (or none has it), the combined outcome is kept and reused for
+//! the next event with the same shape, identity and policy versions,
+//! without calling any guest. A reload
 //! (any load or unload) starts a new generation, so no decision outlives the
 //! policy versions that made it.
 

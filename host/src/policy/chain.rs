@@ -88,12 +88,6 @@ impl PolicyChain {
         }
     }
 
-    /// Whether the connection has no policies at all: then running the
-    /// chain calls no guest and need not leave the async worker.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
-    }
-
     /// The cache key of an event (see [`super::cache`]); look it up with
     /// [`PolicyChain::cached`] before running the chain, and hand the fresh
     /// outcome to [`PolicyChain::remember`].
@@ -123,6 +117,20 @@ impl PolicyChain {
     /// Keeps `outcome` for `key` when every policy promised it may be reused.
     pub fn remember(&self, key: CacheKey, outcome: &ChainOutcome) {
         self.cache.put(key, outcome);
+    }
+
+    /// [`PolicyChain::run`] on a blocking thread, for callers on the async
+    /// workers (policy calls never run there). A chain without policies
+    /// calls no guest: its (empty, allowing) outcome is made in place.
+    pub async fn run_blocking(
+        &self,
+        hook: impl Fn(&LoadedPolicy) -> Option<Result<wit::Decision, CallFailure>> + Send + 'static,
+    ) -> Result<ChainOutcome, tokio::task::JoinError> {
+        if self.names.is_empty() {
+            return Ok(self.run(hook));
+        }
+        let chain = self.clone();
+        tokio::task::spawn_blocking(move || chain.run(hook)).await
     }
 
     /// Asks each policy in turn through `hook`, which returns `None` when the

@@ -308,14 +308,14 @@ impl RequestSide {
                 let view = WitView::new(&s, &request_id, &sql, &parameters, &analysis);
                 let (ctx, query) = (view.ctx.clone(), view.query.clone());
                 let _ = wit.set(view);
-                let chain = self.proxy.chain.clone();
-                let outcome = tokio::task::spawn_blocking(move || {
-                    chain.run(move |p| p.postgres_on_query(&ctx, &query))
-                })
-                .await
-                .map_err(|e| {
-                    WireError::Io(std::io::Error::other(format!("policy task failed: {e}")))
-                })?;
+                let outcome = self
+                    .proxy
+                    .chain
+                    .run_blocking(move |p| p.postgres_on_query(&ctx, &query))
+                    .await
+                    .map_err(|e| {
+                        WireError::Io(std::io::Error::other(format!("policy task failed: {e}")))
+                    })?;
                 self.proxy.chain.remember(key, &outcome);
                 Arc::new(outcome)
             }

@@ -477,14 +477,14 @@ impl ResponseSide {
             Some(hit) => Some(hit),
             None => {
                 let view = run.wit(&self.session);
-                let chain = self.proxy.chain.clone();
-                let fresh = tokio::task::spawn_blocking(move || {
-                    chain.run(move |p| {
+                let fresh = self
+                    .proxy
+                    .chain
+                    .run_blocking(move |p| {
                         p.postgres_on_result_columns(&view.ctx, &view.query, &wit_columns)
                     })
-                })
-                .await
-                .ok();
+                    .await
+                    .ok();
                 if let Some(o) = &fresh {
                     self.proxy.chain.remember(key, o);
                 }
