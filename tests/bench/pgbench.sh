@@ -21,7 +21,9 @@
 # "proxy cpu us/txn" is the CPU time (user + system, all threads) the proxy
 # process used per transaction: the proxy's own cost, which, unlike TPS,
 # hardly moves with other load on the machine (select-only: one statement
-# per transaction; TPC-B-like: seven).
+# per transaction; TPC-B-like: seven). "user" and "system" split it: system
+# is the kernel's side of the socket calls, which every proxy makes alike;
+# user is the proxy's own work on top (pgbouncer's is close to nothing).
 # The headline is select-only, where the per-statement proxy cost dominates:
 # the aim is Gatehouse >= 0.80x direct and >= pgbouncer. The script prints
 # AIM MET / AIM MISSED and exits 0 either way (it is a measurement, not a
@@ -393,12 +395,16 @@ proxy_pid() { # target -> pid or ""
     gatehouse) echo "$GH_PID" ;;
     esac
 }
-cpu_ticks() { # pid -> ticks (all threads), or "" when unknown
+cpu_ticks() { # pid -> "user system" ticks (all threads), or "" when unknown
     [[ -n $1 && -r /proc/$1/stat ]] || return 0
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
+    awk '{ print $14, $15 }' "/proc/$1/stat"
 }
 TICKS=$(getconf CLK_TCK)
-declare -A CPU # key: workload/target, value: space-separated µs per transaction
+# key: workload/target, value: space-separated µs per transaction, in all
+# and split into user and kernel (system) time. A proxy that only relays
+# bytes spends nearly all of its time in the kernel, in the same socket
+# calls every proxy makes; its user time is the work it does on top.
+declare -A CPU CPU_USER CPU_SYS
 
 run_pgbench() { # workload target round
     local workload=$1 target=$2 round=$3 host port user pass out rc tps lat
@@ -407,7 +413,7 @@ run_pgbench() { # workload target round
     [[ $workload == select-only ]] && args+=(-S)
     out=$WORK/pgbench-$workload-$target-$round.txt
     reset_tables
-    local pid ticks0 ticks1 txns cpu_us=""
+    local pid ticks0 ticks1 txns cpu_us="" user_us="" sys_us=""
     pid=$(proxy_pid "$target")
     ticks0=$(cpu_ticks "$pid")
     rc=0
@@ -424,7 +430,10 @@ run_pgbench() { # workload target round
     ticks1=$(cpu_ticks "$pid")
     txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
     if [[ -n $ticks0 && -n $ticks1 && -n $txns && $txns -gt 0 ]]; then
-        cpu_us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$TICKS" -v n="$txns" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+        read -r cpu_us user_us sys_us < <(awk -v a="$ticks0" -v b="$ticks1" -v hz="$TICKS" -v n="$txns" 'BEGIN {
+            split(a, t0, " "); split(b, t1, " "); f = 1e6 / hz / n
+            u = (t1[1] - t0[1]) * f; s = (t1[2] - t0[2]) * f
+            printf "%.1f %.1f %.1f\n", u + s, u, s }')
     fi
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)$/\1/p' "$out")
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' "$out")
@@ -449,10 +458,15 @@ run_pgbench() { # workload target round
         echo "-----" >&2
         [[ -n $tps && -n $lat ]] || return 0
     else
-        printf '  %-12s %-10s round %d: %10.1f tps  %8.3f ms  proxy cpu %s us/txn\n' "$workload" "$target" "$round" "$tps" "$lat" "${cpu_us:--}" >&2
+        printf '  %-12s %-10s round %d: %10.1f tps  %8.3f ms  proxy cpu %s us/txn (user %s, system %s)\n' \
+            "$workload" "$target" "$round" "$tps" "$lat" "${cpu_us:--}" "${user_us:--}" "${sys_us:--}" >&2
     fi
     TPS[$workload/$target]+="$tps "
-    [[ -n $cpu_us ]] && CPU[$workload/$target]+="$cpu_us "
+    if [[ -n $cpu_us ]]; then
+        CPU[$workload/$target]+="$cpu_us "
+        CPU_USER[$workload/$target]+="$user_us "
+        CPU_SYS[$workload/$target]+="$sys_us "
+    fi
     LAT[$workload/$target]+="$lat "
 }
 
@@ -480,14 +494,16 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 # --- 5. the table --------------------------------------------------------------
-declare -A MED_TPS MED_LAT MED_CPU
+declare -A MED_TPS MED_LAT MED_CPU MED_USER MED_SYS
 for workload in "${WORKLOADS[@]}"; do
     for target in "${TARGETS[@]}"; do
         key=$workload/$target
         # shellcheck disable=SC2086 # word splitting of the per-round values is intended
         [[ -n ${TPS[$key]:-} ]] && MED_TPS[$key]=$(median ${TPS[$key]}) && MED_LAT[$key]=$(median ${LAT[$key]})
-        # shellcheck disable=SC2086
-        [[ -n ${CPU[$key]:-} ]] && MED_CPU[$key]=$(median ${CPU[$key]})
+        if [[ -n ${CPU[$key]:-} ]]; then
+            # shellcheck disable=SC2086
+            MED_CPU[$key]=$(median ${CPU[$key]}) MED_USER[$key]=$(median ${CPU_USER[$key]}) MED_SYS[$key]=$(median ${CPU_SYS[$key]})
+        fi
     done
 done
 
@@ -499,8 +515,8 @@ ratio() { # a b -> a/b or "-"
 echo
 printf 'pgbench -c %s -j %s -T %ss -M %s, scale %s, median of %s round(s)\n' \
     "$CLIENTS" "$THREADS" "$DURATION" "$MODE" "$SCALE" "$ROUNDS"
-printf '%-12s  %-10s  %10s  %14s  %9s  %16s\n' workload target TPS "avg lat (ms)" "vs direct" "proxy cpu us/txn"
-printf '%-12s  %-10s  %10s  %14s  %9s  %16s\n' ------------ ---------- ---------- -------------- --------- ----------------
+printf '%-12s  %-10s  %10s  %14s  %9s  %16s  %8s  %8s\n' workload target TPS "avg lat (ms)" "vs direct" "proxy cpu us/txn" "user" "system"
+printf '%-12s  %-10s  %10s  %14s  %9s  %16s  %8s  %8s\n' ------------ ---------- ---------- -------------- --------- ---------------- -------- --------
 for workload in "${WORKLOADS[@]}"; do
     for target in direct pgbouncer gatehouse; do
         key=$workload/$target
@@ -509,8 +525,9 @@ for workload in "${WORKLOADS[@]}"; do
         elif [[ -z ${MED_TPS[$key]:-} ]]; then
             printf '%-12s  %-10s  %10s  %14s  %9s\n' "$workload" "$target" FAILED - -
         else
-            printf '%-12s  %-10s  %10.1f  %14.3f  %8sx  %16s\n' "$workload" "$target" "${MED_TPS[$key]}" \
-                "${MED_LAT[$key]}" "$(ratio "${MED_TPS[$key]}" "${MED_TPS[$workload/direct]:-}")" "${MED_CPU[$key]:--}"
+            printf '%-12s  %-10s  %10.1f  %14.3f  %8sx  %16s  %8s  %8s\n' "$workload" "$target" "${MED_TPS[$key]}" \
+                "${MED_LAT[$key]}" "$(ratio "${MED_TPS[$key]}" "${MED_TPS[$workload/direct]:-}")" "${MED_CPU[$key]:--}" \
+                "${MED_USER[$key]:--}" "${MED_SYS[$key]:--}"
         fi
     done
 done
