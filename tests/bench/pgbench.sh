@@ -401,9 +401,7 @@ cpu_ticks() { # pid -> "user system" ticks (all threads), or "" when unknown
 }
 TICKS=$(getconf CLK_TCK)
 # key: workload/target, value: space-separated µs per transaction, in all
-# and split into user and kernel (system) time. A proxy that only relays
-# bytes spends nearly all of its time in the kernel, in the same socket
-# calls every proxy makes; its user time is the work it does on top.
+# and split into user and system time (see the header).
 declare -A CPU CPU_USER CPU_SYS
 
 run_pgbench() { # workload target round
